@@ -1,0 +1,130 @@
+"""Settings from the environment (prefix ``PULSE_``) and an optional ``.env`` file."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The value `make run` would never write: refusing it outside development keeps a
+# copied example configuration from signing real links.
+INSECURE_SECRET_KEY = "change-me"
+
+EMAIL_SCHEMES = ("smtp", "smtp+ssl", "smtp+starttls", "file", "console")
+
+
+def normalize_database_url(url: str) -> str:
+    """Map the URLs people write (``sqlite:///x.db``, ``postgres://…``) to our async drivers.
+
+    Raises ValueError naming the scheme when it is not one we run on.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"not a URL: {url!r}; use sqlite:///path or postgresql://host/db")
+    scheme = scheme.lower()
+    if scheme in ("sqlite", "sqlite+aiosqlite"):
+        return f"sqlite+aiosqlite://{rest}"
+    if scheme in ("postgres", "postgresql", "postgresql+asyncpg"):
+        return f"postgresql+asyncpg://{rest}"
+    raise ValueError(
+        f"unsupported scheme {scheme!r}; use sqlite:///path or postgresql://user@host/db"
+    )
+
+
+def validate_email_url(url: str) -> str:
+    """Check an email URL's shape so a typo stops start-up instead of the first send."""
+    parts = urlsplit(url)
+    if parts.scheme not in EMAIL_SCHEMES:
+        raise ValueError(
+            f"unsupported scheme {parts.scheme!r}; use one of " + ", ".join(EMAIL_SCHEMES)
+        )
+    if parts.scheme.startswith("smtp"):
+        if not parts.hostname:
+            raise ValueError("an smtp URL needs a host, e.g. smtp://user:pass@mail.example.com:587")
+        try:
+            parts.port  # noqa: B018 - raises ValueError on a non-numeric port
+        except ValueError as exc:
+            raise ValueError(f"bad port in {url!r}") from exc
+    if parts.scheme == "file" and not parts.path:
+        raise ValueError("a file URL needs a folder, e.g. file:///var/spool/pulse")
+    return url
+
+
+class Settings(BaseSettings):
+    """Every setting, its default, and why that default. The README lists them too."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PULSE_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    env: Literal["development", "production"] = "development"
+    database_url: str = "sqlite:///pulse.db"
+    email_url: str = Field(default_factory=lambda: (Path.cwd() / "mail").as_uri())
+    email_from: str = "Pulse <pulse@localhost>"
+    public_base_url: str = "http://127.0.0.1:8000"
+    secret_key: SecretStr | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_import_bytes: int = Field(default=20_971_520, ge=1024)
+    idempotency_ttl_hours: int = Field(default=24, ge=1)
+    worker_interval_seconds: float = Field(default=30.0, gt=0)
+    sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return normalize_database_url(value)
+
+    @field_validator("email_url")
+    @classmethod
+    def _email_url(cls, value: str) -> str:
+        return validate_email_url(value)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) origin, e.g. https://pulse.example.com")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _secret_outside_development(self) -> Settings:
+        if self.env != "development":
+            secret = self.secret_key.get_secret_value() if self.secret_key else ""
+            if len(secret) < 32 or secret == INSECURE_SECRET_KEY:
+                raise ValueError(
+                    "PULSE_SECRET_KEY must be set to at least 32 random characters outside "
+                    "development (python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                )
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read once; tests call ``get_settings.cache_clear()``."""
+    return Settings()
+
+
+def describe_settings_error(exc: Exception) -> str:
+    """One line for a bad configuration: which variable, and what is wrong with it."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        parts = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            name = f"PULSE_{field.upper()}" if field else "configuration"
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            parts.append(f"{name}: {msg}")
+        return "; ".join(parts)
+    return str(exc)

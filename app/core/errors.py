@@ -1,0 +1,186 @@
+"""Domain errors and the RFC 9457 problem+json responses every error becomes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("pulse.errors")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+
+
+class Problem(BaseModel):
+    """The body of every error answer (RFC 9457)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    code: str | None = None
+    errors: list[FieldError] | None = None
+    request_id: str | None = None
+
+
+class PulseError(Exception):
+    """A domain error that knows its HTTP status; raised by services, rendered once."""
+
+    status: int = 400
+    code: str = "bad_request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: Sequence[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = list(errors) if errors is not None else None
+        self.headers = headers
+        if code is not None:
+            self.code = code
+
+
+class BadRequest(PulseError):
+    status, code = 400, "bad_request"
+
+
+class Unauthorized(PulseError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(PulseError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(PulseError):
+    status, code = 404, "not_found"
+
+
+class Conflict(PulseError):
+    status, code = 409, "conflict"
+
+
+class Unprocessable(PulseError):
+    status, code = 422, "validation_failed"
+
+    @classmethod
+    def field(cls, loc: Sequence[str | int], msg: str) -> Unprocessable:
+        """A 422 for one field: the detail names it, ``errors`` locates it."""
+        name = ".".join(str(p) for p in loc if p not in ("body", "query", "path"))
+        return cls(f"{name}: {msg}", errors=[{"loc": list(loc), "msg": msg}])
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    *,
+    code: str | None = None,
+    errors: Sequence[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    request_id: str | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if code:
+        body["code"] = code
+    if errors is not None:
+        body["errors"] = list(errors)
+    if request_id:
+        body["request_id"] = request_id
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def _request_id(request: Request) -> str | None:
+    rid = request.scope.get("state", {}).get("request_id")
+    return rid if isinstance(rid, str) else None
+
+
+def _clean_loc(loc: Sequence[Any]) -> list[str | int]:
+    return [p if isinstance(p, int) else str(p) for p in loc]
+
+
+def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for err in exc.errors():
+        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        out.append({"loc": _clean_loc(err.get("loc", ())), "msg": msg})
+    return out
+
+
+def _summary(errors: list[dict[str, Any]]) -> str:
+    def name(loc: list[str | int]) -> str:
+        parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+        return ".".join(parts) or "body"
+
+    first = errors[0]
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{name(first['loc'])}: {first['msg']}{more}"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Turn every error a route can raise into problem+json."""
+
+    @app.exception_handler(PulseError)
+    async def _pulse_error(request: Request, exc: PulseError) -> JSONResponse:
+        return problem_response(
+            exc.status,
+            exc.detail,
+            code=exc.code,
+            errors=exc.errors,
+            headers=exc.headers,
+            request_id=_request_id(request),
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = validation_errors(exc)
+        return problem_response(
+            422,
+            _summary(errors),
+            code="validation_failed",
+            errors=errors,
+            request_id=_request_id(request),
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no route for {request.method} {request.url.path}"
+        elif exc.status_code == 405 and detail == "Method Not Allowed":
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        return problem_response(
+            exc.status_code,
+            detail,
+            headers=dict(exc.headers) if exc.headers else None,
+            request_id=_request_id(request),
+        )
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` for a route, so OpenAPI lists the problems it can answer."""
+    return {
+        s: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": HTTPStatus(s).phrase}
+        for s in statuses
+    }

@@ -1,0 +1,7 @@
+"""Imports every domain's models so ``Base.metadata`` knows every table (Alembic, tests)."""
+
+from app.core.idempotency import IdempotencyRecord
+from app.employees.models import Employee
+from app.organizations.models import ApiKey, Organization
+
+__all__ = ["ApiKey", "Employee", "IdempotencyRecord", "Organization"]

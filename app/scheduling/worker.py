@@ -1,0 +1,49 @@
+"""The worker loop: every tick runs each step once; every step is idempotent.
+
+Later parts of Pulse add steps here (open due waves, remind, close, materialise meetings,
+drain the outbox). A failing step is logged and the next ones still run, so one bad row
+never stops the mail from going out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from app.core import idempotency
+from app.core.config import Settings
+from app.core.db import Database
+
+log = logging.getLogger("pulse.worker")
+
+Step = Callable[[Database, Settings], Awaitable[int]]
+
+
+async def purge_idempotency_records(db: Database, settings: Settings) -> int:
+    return await idempotency.purge_expired(db)
+
+
+STEPS: list[tuple[str, Step]] = [
+    ("purge_idempotency_records", purge_idempotency_records),
+]
+
+
+async def tick(db: Database, settings: Settings) -> dict[str, int]:
+    """Run every step once; returns how much each did (for logs and tests)."""
+    done: dict[str, int] = {}
+    for name, step in STEPS:
+        try:
+            done[name] = await step(db, settings)
+        except Exception:
+            log.exception("worker step failed", extra={"step": name})
+            done[name] = -1
+    return done
+
+
+async def run_forever(db: Database, settings: Settings) -> None:
+    log.info("worker started", extra={"interval_s": settings.worker_interval_seconds})
+    while True:
+        result = await tick(db, settings)
+        if any(result.values()):
+            log.info("worker tick", extra={"done": result})
+        await asyncio.sleep(settings.worker_interval_seconds)
