@@ -49,7 +49,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
 
     async def main() -> int:
-        db = Database.from_url(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        db = Database.from_url(
+            settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
+        )
         try:
             if args.once:
                 result = await worker.tick(db, settings)
@@ -86,16 +88,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     key_file = Path(args.key_file) if args.key_file else None
 
     async def main() -> int:
-        db = Database.from_url(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        db = Database.from_url(
+            settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
+        )
         try:
             async with db.sessionmaker() as session, session.begin():
                 if await data.database_is_empty(session):
                     key = await data.load_demo(session)
                     count = await data.employee_count(session)
-                    print(f"pulse: demo organization {data.DEMO_ORG!r} created with {count} employees")
+                    print(
+                        f"pulse: demo organization {data.DEMO_ORG!r} created with {count} employees"
+                    )
                 elif not args.if_empty:
-                    print("pulse: the database is not empty; the demo fills only an empty one "
-                          "(use --if-empty to skip quietly)", file=sys.stderr)
+                    print(
+                        "pulse: the database is not empty; the demo fills only an empty one "
+                        "(use --if-empty to skip quietly)",
+                        file=sys.stderr,
+                    )
                     return 1
                 elif key_file is not None and key_file.exists():
                     key = key_file.read_text().strip()
@@ -120,7 +129,9 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     settings = _settings()
 
     async def main() -> str:
-        db = Database.from_url(settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms)
+        db = Database.from_url(
+            settings.database_url, busy_timeout_ms=settings.sqlite_busy_timeout_ms
+        )
         try:
             async with db.sessionmaker() as session, session.begin():
                 org = await service.get_or_create_organization(session, args.org)
@@ -136,8 +147,10 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     except Exception as exc:
         print(f"pulse: could not create the key: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return 1
-    print(f"pulse: {args.scope} key {args.name!r} for organization {args.org!r} (shown once):",
-          file=sys.stderr)
+    print(
+        f"pulse: {args.scope} key {args.name!r} for organization {args.org!r} (shown once):",
+        file=sys.stderr,
+    )
     print(key)
     return 0
 
@@ -150,8 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--with-worker", action="store_true", help="run the worker loop in-process")
-    serve.add_argument("--forwarded-allow-ips", default="127.0.0.1",
-                       help="proxies trusted for X-Forwarded-* (default 127.0.0.1)")
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        default="127.0.0.1",
+        help="proxies trusted for X-Forwarded-* (default 127.0.0.1)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="run the scheduler and the outbox sender")
@@ -163,14 +179,19 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(func=cmd_migrate)
 
     demo = sub.add_parser("demo", help="fill an empty database with demo data; prints an admin key")
-    demo.add_argument("--if-empty", action="store_true",
-                      help="when the database is not empty, print an admin key instead of failing")
+    demo.add_argument(
+        "--if-empty",
+        action="store_true",
+        help="when the database is not empty, print an admin key instead of failing",
+    )
     demo.add_argument("--key-file", help="keep the admin key in this file (for make run)")
     demo.set_defaults(func=cmd_demo)
 
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
-    create = keys_sub.add_parser("create", help="create an API key; prints it alone on the last line")
+    create = keys_sub.add_parser(
+        "create", help="create an API key; prints it alone on the last line"
+    )
     create.add_argument("--org", required=True, help="organization name (created if missing)")
     create.add_argument("--name", required=True, help="a label for the key")
     create.add_argument("--scope", required=True, choices=["admin", "reports"])

@@ -87,16 +87,20 @@ def create_app(
     )
     app.add_middleware(
         BodyLimitMiddleware,
-        limit_for=lambda path: settings.max_import_bytes
-        if path.endswith("/import")
-        else settings.max_body_bytes,
+        limit_for=lambda path: (
+            settings.max_import_bytes if path.endswith("/import") else settings.max_body_bytes
+        ),
     )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app
 
 
 def _add_operations(app: FastAPI, settings: Settings) -> None:
-    @app.get("/healthz", tags=["operations"], responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}})
+    @app.get(
+        "/healthz",
+        tags=["operations"],
+        responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}},
+    )
     async def healthz() -> dict[str, str]:
         """The process is up (liveness); touches nothing else."""
         return {"status": "ok"}
@@ -105,7 +109,13 @@ def _add_operations(app: FastAPI, settings: Settings) -> None:
         "/readyz",
         tags=["operations"],
         responses={
-            200: {"content": {"application/json": {"example": {"status": "ready", "database": "ok", "migrations": "at head"}}}},
+            200: {
+                "content": {
+                    "application/json": {
+                        "example": {"status": "ready", "database": "ok", "migrations": "at head"}
+                    }
+                }
+            },
             503: {"description": "database unreachable or migrations behind"},
         },
     )
@@ -115,7 +125,11 @@ def _add_operations(app: FastAPI, settings: Settings) -> None:
         try:
             async with db.sessionmaker() as session:
                 await session.execute(text("SELECT 1"))
-                rows = (await session.execute(text("SELECT version_num FROM alembic_version"))).scalars().all()
+                rows = (
+                    (await session.execute(text("SELECT version_num FROM alembic_version")))
+                    .scalars()
+                    .all()
+                )
         except Exception as exc:  # any failure here means "not ready", never a 500
             log.warning("readiness check failed: %s", exc.__class__.__name__)
             return problem_response(503, "database unreachable or not migrated", code="not_ready")
@@ -123,7 +137,8 @@ def _add_operations(app: FastAPI, settings: Settings) -> None:
         if set(rows) != heads:
             return problem_response(
                 503,
-                f"database at migration {sorted(rows)}, code expects {sorted(heads)}: run pulse migrate",
+                f"database at migration {sorted(rows)}, code expects {sorted(heads)}: "
+                "run pulse migrate",
                 code="migrations_pending",
             )
         return JSONResponse({"status": "ready", "database": "ok", "migrations": "at head"})
@@ -132,8 +147,12 @@ def _add_operations(app: FastAPI, settings: Settings) -> None:
         "/metrics",
         tags=["operations"],
         response_class=Response,
-        responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}},
+        responses={
+            200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}
+        },
     )
     async def metrics(request: Request) -> Response:
         """Prometheus text format: request counts and latencies by route."""
-        return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(
+            generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+        )

@@ -77,7 +77,9 @@ class IdempotencyMiddleware:
                 400,
                 "Idempotency-Key: must be 1 to 255 printable characters",
                 code="bad_idempotency_key",
-                errors=[{"loc": ["header", "Idempotency-Key"], "msg": "1 to 255 printable characters"}],
+                errors=[
+                    {"loc": ["header", "Idempotency-Key"], "msg": "1 to 255 printable characters"}
+                ],
                 request_id=rid,
             )(scope, receive, send)
             return
@@ -169,14 +171,21 @@ class IdempotencyMiddleware:
                 ).scalar_one_or_none()
         if existing is None:  # freed between our insert and our read: let the client retry
             return problem_response(
-                409, "Idempotency-Key: a request with this key just finished; retry", code="idempotency_conflict"
+                409,
+                "Idempotency-Key: a request with this key just finished; retry",
+                code="idempotency_conflict",
             )
         if existing.fingerprint != fingerprint:
             return problem_response(
                 422,
                 "Idempotency-Key: this key was already used for a different request",
                 code="idempotency_key_reused",
-                errors=[{"loc": ["header", "Idempotency-Key"], "msg": "already used for a different request"}],
+                errors=[
+                    {
+                        "loc": ["header", "Idempotency-Key"],
+                        "msg": "already used for a different request",
+                    }
+                ],
             )
         if existing.status != "done":
             return problem_response(
@@ -213,7 +222,11 @@ class _Replay:
             (b"idempotent-replayed", b"true"),
         ]
         await send(
-            {"type": "http.response.start", "status": self.record.response_status, "headers": headers}
+            {
+                "type": "http.response.start",
+                "status": self.record.response_status,
+                "headers": headers,
+            }
         )
         await send({"type": "http.response.body", "body": body})
 
@@ -225,4 +238,3 @@ async def purge_expired(db: Database) -> int:
             delete(IdempotencyRecord).where(IdempotencyRecord.expires_at < utcnow())
         )
     return int(getattr(result, "rowcount", 0) or 0)
-

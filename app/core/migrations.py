@@ -44,6 +44,4 @@ def head_revisions(database_url: str) -> set[str]:
 
 async def current_revisions(engine: AsyncEngine) -> set[str]:
     async with engine.connect() as conn:
-        return set(
-            await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_heads())
-        )
+        return set(await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_heads()))

@@ -30,5 +30,9 @@ def check_timezone(value: str) -> str:
     return value
 
 
-Locale = Annotated[str, Field(max_length=35, examples=["en", "ar", "fr-CA"]), AfterValidator(check_locale)]
-TimeZone = Annotated[str, Field(max_length=64, examples=["Europe/Berlin"]), AfterValidator(check_timezone)]
+Locale = Annotated[
+    str, Field(max_length=35, examples=["en", "ar", "fr-CA"]), AfterValidator(check_locale)
+]
+TimeZone = Annotated[
+    str, Field(max_length=64, examples=["Europe/Berlin"]), AfterValidator(check_timezone)
+]

@@ -28,31 +28,99 @@ DEPARTMENTS = {
 TEAM_SIZE = 14  # 5 teams × 14 + a People team of 4 + 3 heads + 1 CEO = 78
 
 ENGLISH = [
-    "Olivia Bennett", "Liam Carter", "Emma Hughes", "Noah Fletcher", "Ava Morgan", "James Porter",
-    "Sophia Reed", "Lucas Grant", "Mia Walsh", "Henry Brooks", "Isla Turner", "Jack Dawson",
-    "Grace Palmer", "Oscar Hayes", "Chloe Baxter", "Leo Sutton", "Ruby Knight", "Arthur Blake",
-    "Freya Lawson", "Theo Marsh", "Evie Stone", "Harry Quinn", "Lily Shaw", "George Wells",
-    "Amelia Ross", "Samuel Price", "Ella Ward", "Daniel Cole", "Poppy Fox", "Max Ellis",
+    "Olivia Bennett",
+    "Liam Carter",
+    "Emma Hughes",
+    "Noah Fletcher",
+    "Ava Morgan",
+    "James Porter",
+    "Sophia Reed",
+    "Lucas Grant",
+    "Mia Walsh",
+    "Henry Brooks",
+    "Isla Turner",
+    "Jack Dawson",
+    "Grace Palmer",
+    "Oscar Hayes",
+    "Chloe Baxter",
+    "Leo Sutton",
+    "Ruby Knight",
+    "Arthur Blake",
+    "Freya Lawson",
+    "Theo Marsh",
+    "Evie Stone",
+    "Harry Quinn",
+    "Lily Shaw",
+    "George Wells",
+    "Amelia Ross",
+    "Samuel Price",
+    "Ella Ward",
+    "Daniel Cole",
+    "Poppy Fox",
+    "Max Ellis",
 ]
 FRENCH = [
-    "Camille Laurent", "Louis Moreau", "Chloé Lefèvre", "Hugo Girard", "Léa Fontaine",
-    "Jules Mercier", "Manon Chevalier", "Gabriel Rousseau", "Inès Blanc", "Arthur Garnier",
+    "Camille Laurent",
+    "Louis Moreau",
+    "Chloé Lefèvre",
+    "Hugo Girard",
+    "Léa Fontaine",
+    "Jules Mercier",
+    "Manon Chevalier",
+    "Gabriel Rousseau",
+    "Inès Blanc",
+    "Arthur Garnier",
 ]
 ARABIC = [
-    "أميرة حداد", "عمر فاروق", "ليلى منصور", "يوسف الخطيب", "نور الهدى سالم", "كريم عبد الله",
-    "سلمى ناصر", "حسن الشريف", "مريم العلي", "طارق زيدان", "هدى إبراهيم", "خالد العمري",
-    "رنا يوسف", "سامي حبيب", "دينا فؤاد", "زياد قاسم", "فاطمة الزهراء", "مازن حمدان",
-    "جنى سليمان", "أحمد رشيد", "ياسمين خليل", "بلال عيسى", "رهف الأحمد", "وليد مراد",
-    "لمى جابر", "إياد صبري", "شهد عثمان", "نادر البنا", "تالا عوض", "فارس حداد",
-    "سارة مكي", "مهند ضاهر", "هبة الرفاعي", "عادل نجم", "ريم الصالح", "أنس بكر",
-    "جود عمران", "رامي فهد", "لين الحسن", "معاذ شاكر",
+    "أميرة حداد",
+    "عمر فاروق",
+    "ليلى منصور",
+    "يوسف الخطيب",
+    "نور الهدى سالم",
+    "كريم عبد الله",
+    "سلمى ناصر",
+    "حسن الشريف",
+    "مريم العلي",
+    "طارق زيدان",
+    "هدى إبراهيم",
+    "خالد العمري",
+    "رنا يوسف",
+    "سامي حبيب",
+    "دينا فؤاد",
+    "زياد قاسم",
+    "فاطمة الزهراء",
+    "مازن حمدان",
+    "جنى سليمان",
+    "أحمد رشيد",
+    "ياسمين خليل",
+    "بلال عيسى",
+    "رهف الأحمد",
+    "وليد مراد",
+    "لمى جابر",
+    "إياد صبري",
+    "شهد عثمان",
+    "نادر البنا",
+    "تالا عوض",
+    "فارس حداد",
+    "سارة مكي",
+    "مهند ضاهر",
+    "هبة الرفاعي",
+    "عادل نجم",
+    "ريم الصالح",
+    "أنس بكر",
+    "جود عمران",
+    "رامي فهد",
+    "لين الحسن",
+    "معاذ شاكر",
 ]
 LOCATIONS = {"en": "London", "fr": "Paris", "ar": "Cairo"}
 ZONES = {"en": "Europe/London", "fr": "Europe/Paris", "ar": "Africa/Cairo"}
 
 
 def _people() -> list[tuple[str, str]]:
-    people = [(n, "en") for n in ENGLISH] + [(n, "fr") for n in FRENCH] + [(n, "ar") for n in ARABIC]
+    people = (
+        [(n, "en") for n in ENGLISH] + [(n, "fr") for n in FRENCH] + [(n, "ar") for n in ARABIC]
+    )
     random.Random(7).shuffle(people)
     return people
 
@@ -69,7 +137,9 @@ def build_employees(org_id: uuid.UUID) -> list[dict[str, Any]]:
     people = iter(enumerate(_people()))
     rows: list[dict[str, Any]] = []
 
-    def person(team: str | None, department: str | None, manager: uuid.UUID | None, level: str) -> uuid.UUID:
+    def person(
+        team: str | None, department: str | None, manager: uuid.UUID | None, level: str
+    ) -> uuid.UUID:
         index, (name, locale) = next(people)
         row_id = new_id()
         rows.append(

@@ -24,7 +24,7 @@ from app.core.db import new_id, utcnow
 from app.core.errors import Unprocessable
 from app.employees import service
 from app.employees.models import Employee
-from app.employees.schemas import ImportResult, ImportRow, email_key
+from app.employees.schemas import ImportResult, ImportRow, ImportRowError, email_key
 from app.organizations import service as organization_service
 
 MAX_ROWS = 100_000
@@ -62,7 +62,9 @@ def parse_records(body: bytes, content_type: str) -> list[dict[str, Any]]:
         reader = csv.DictReader(io.StringIO(text, newline=""))
         header = [h.strip() for h in (reader.fieldnames or [])]
         if not header:
-            raise Unprocessable.field(["body"], "the CSV file is empty; the first line must name the columns")
+            raise Unprocessable.field(
+                ["body"], "the CSV file is empty; the first line must name the columns"
+            )
         reader.fieldnames = header
         _check_columns(header)
         records: list[dict[str, Any]] = []
@@ -95,8 +97,11 @@ def _check_columns(columns: list[str], *, require_email: bool = True) -> None:
     if unknown:
         raise Unprocessable.field(
             ["body"],
-            "unknown column(s) " + ", ".join(repr(c) for c in unknown)
-            + "; known: " + ", ".join(COLUMNS) + ", attr.<name>",
+            "unknown column(s) "
+            + ", ".join(repr(c) for c in unknown)
+            + "; known: "
+            + ", ".join(COLUMNS)
+            + ", attr.<name>",
         )
     if require_email and "email" not in columns:
         raise Unprocessable.field(["body"], "the column 'email' is required")
@@ -107,23 +112,40 @@ def _validate_rows(records: list[dict[str, Any]], plan: _Plan) -> None:
         if "__error__" in record:
             plan.fail(number, None, record["__error__"])
             continue
-        attributes = {k[len(ATTR_PREFIX):]: v for k, v in record.items() if k.startswith(ATTR_PREFIX)}
+        attributes = {
+            k[len(ATTR_PREFIX) :]: v for k, v in record.items() if k.startswith(ATTR_PREFIX)
+        }
         fields = {k: v for k, v in record.items() if not k.startswith(ATTR_PREFIX)}
         try:
             row = ImportRow.model_validate({**fields, "attributes": attributes})
         except ValidationError as exc:
             for err in exc.errors():
                 loc = [str(p) for p in err["loc"]]
-                name = (ATTR_PREFIX + loc[1]) if loc[:1] == ["attributes"] and len(loc) > 1 else (loc[0] if loc else None)
+                name = (
+                    (ATTR_PREFIX + loc[1])
+                    if loc[:1] == ["attributes"] and len(loc) > 1
+                    else (loc[0] if loc else None)
+                )
                 plan.fail(number, name, str(err["msg"]).removeprefix("Value error, "))
             # A bad row still counts as present for deactivate_missing, if its email is readable.
             raw_email = record.get("email")
             if isinstance(raw_email, str) and raw_email.strip():
                 plan.seen_keys.add(email_key(raw_email.strip()))
             continue
-        bad_attr = next((k for k in attributes if not k or len(k) > 64 or not all(c.isalnum() or c in "_-" for c in k)), None)
+        bad_attr = next(
+            (
+                k
+                for k in attributes
+                if not k or len(k) > 64 or not all(c.isalnum() or c in "_-" for c in k)
+            ),
+            None,
+        )
         if bad_attr is not None:
-            plan.fail(number, ATTR_PREFIX + bad_attr, "attribute names use 1-64 letters, digits, '_' or '-'")
+            plan.fail(
+                number,
+                ATTR_PREFIX + bad_attr,
+                "attribute names use 1-64 letters, digits, '_' or '-'",
+            )
             continue
         present = set(fields) | {ATTR_PREFIX + k for k in attributes}
         key = email_key(row.email)
@@ -139,7 +161,11 @@ def _drop_duplicates(plan: _Plan) -> None:
     for rows in dupes.values():
         numbers = ", ".join(str(r.number) for r in rows)
         for row in rows:
-            plan.fail(row.number, "email", f"{row.data.email} appears more than once in the file (rows {numbers})")
+            plan.fail(
+                row.number,
+                "email",
+                f"{row.data.email} appears more than once in the file (rows {numbers})",
+            )
     plan.rows = [r for r in plan.rows if r.key not in dupes]
 
 
@@ -209,7 +235,8 @@ def _resolve_managers(plan: _Plan, directory: dict[str, Any]) -> None:
                 plan.fail(
                     row.number,
                     "manager_email",
-                    f"no employee {row.data.manager_email} in the file (without errors) or the directory",
+                    f"no employee {row.data.manager_email} in the directory or among "
+                    "the rows of this file without errors",
                 )
                 failed.add(row.number)
         if not failed:
@@ -236,14 +263,16 @@ def _reject_cycles(plan: _Plan, directory_managers: dict[uuid.UUID, uuid.UUID | 
                 path.append(node)
                 node = managers.get(node)
             if node is not None and state.get(node) == 1:
-                on_cycle.update(path[path.index(node):])
+                on_cycle.update(path[path.index(node) :])
             for visited in path:
                 state[visited] = 2
         failing = [by_id[i] for i in on_cycle if i in by_id]
         if not failing:
             return
         for row in failing:
-            plan.fail(row.number, "manager_email", "this manager assignment would form a management cycle")
+            plan.fail(
+                row.number, "manager_email", "this manager assignment would form a management cycle"
+            )
         numbers = {r.number for r in failing}
         plan.rows = [r for r in plan.rows if r.number not in numbers]
 
@@ -286,6 +315,7 @@ async def _apply(
             if row.manager_id is not None:
                 manager_links.append({"id": row.id, "manager_id": row.manager_id})
             continue
+        assert row.id is not None
         old = current[row.id]
         new: dict[str, Any] = {}
         for name in ("name", "team", "department", "locale", "timezone", "active"):
@@ -333,7 +363,7 @@ async def _apply(
         updated=len(updates),
         unchanged=unchanged,
         deactivated=deactivated,
-        errors=sorted(plan.errors, key=lambda e: e["row"]),  # type: ignore[arg-type]
+        errors=[ImportRowError(**e) for e in sorted(plan.errors, key=lambda e: e["row"])],
     )
 
 
@@ -347,8 +377,15 @@ async def _load_current(
         chunk = ids[start : start + 500]
         result = await session.execute(
             select(
-                Employee.id, Employee.email, Employee.name, Employee.team, Employee.department,
-                Employee.manager_id, Employee.locale, Employee.timezone, Employee.attributes,
+                Employee.id,
+                Employee.email,
+                Employee.name,
+                Employee.team,
+                Employee.department,
+                Employee.manager_id,
+                Employee.locale,
+                Employee.timezone,
+                Employee.attributes,
                 Employee.active,
             ).where(Employee.organization_id == org_id, Employee.id.in_(chunk))
         )

@@ -19,7 +19,8 @@ router = api_router(tags=["employees"])
 IMPORT_EXAMPLE_CSV = (
     "email,name,team,department,manager_email,locale,timezone,attr.location\n"
     "omar.farouk@example.com,عمر فاروق,Sales,Commercial,,ar,Africa/Cairo,Cairo\n"
-    "lena.berg@example.com,Lena Berg,Sales,Commercial,omar.farouk@example.com,en,Europe/Berlin,Berlin\n"
+    "lena.berg@example.com,Lena Berg,Sales,Commercial,omar.farouk@example.com,"
+    "en,Europe/Berlin,Berlin\n"
 )
 
 
@@ -67,10 +68,17 @@ async def create_employee(body: EmployeeCreate, principal: Admin, session: Sessi
                 "application/json": {
                     "schema": {"type": "array", "items": {"type": "object"}},
                     "example": [
-                        {"email": "omar.farouk@example.com", "name": "عمر فاروق", "team": "Sales",
-                         "attr.location": "Cairo"},
-                        {"email": "lena.berg@example.com", "name": "Lena Berg",
-                         "manager_email": "omar.farouk@example.com"},
+                        {
+                            "email": "omar.farouk@example.com",
+                            "name": "عمر فاروق",
+                            "team": "Sales",
+                            "attr.location": "Cairo",
+                        },
+                        {
+                            "email": "lena.berg@example.com",
+                            "name": "Lena Berg",
+                            "manager_email": "omar.farouk@example.com",
+                        },
                     ],
                 },
                 "text/csv": {"schema": {"type": "string"}, "example": IMPORT_EXAMPLE_CSV},
@@ -85,7 +93,9 @@ async def import_employees(
     deactivate_missing: Annotated[
         bool, Query(description="Deactivate active employees the file does not list.")
     ] = False,
-    atomic: Annotated[bool, Query(description="Apply nothing if any row has an error (422).")] = False,
+    atomic: Annotated[
+        bool, Query(description="Apply nothing if any row has an error (422).")
+    ] = False,
 ) -> ImportResult:
     """Upsert employees by email from a JSON array or a CSV file (UTF-8, BOM optional)."""
     body = await request.body()
@@ -99,7 +109,9 @@ async def import_employees(
     )
 
 
-@router.get("/v1/employees/{employee_id}", response_model=EmployeeRead, responses=error_responses(404))
+@router.get(
+    "/v1/employees/{employee_id}", response_model=EmployeeRead, responses=error_responses(404)
+)
 async def read_employee(employee_id: uuid.UUID, principal: Admin, session: Session) -> EmployeeRead:
     """One employee."""
     employee = await service.get_employee(session, principal.organization_id, employee_id)
@@ -118,7 +130,9 @@ async def update_employee(
 
 
 @router.delete("/v1/employees/{employee_id}", status_code=204, responses=error_responses(404))
-async def deactivate_employee(employee_id: uuid.UUID, principal: Admin, session: Session) -> Response:
+async def deactivate_employee(
+    employee_id: uuid.UUID, principal: Admin, session: Session
+) -> Response:
     """Deactivate: no more invitations or meetings; their history stays."""
     await service.deactivate_employee(session, principal.organization_id, employee_id)
     return Response(status_code=204)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
@@ -48,7 +48,7 @@ Attributes = Annotated[
     dict[str, Annotated[str, Field(max_length=200)]], AfterValidator(check_attributes)
 ]
 
-EMPLOYEE_EXAMPLE = {
+EMPLOYEE_EXAMPLE: dict[str, Any] = {
     "email": "amira.haddad@example.com",
     "name": "أميرة حداد",
     "team": "Sales",
@@ -138,11 +138,15 @@ class ImportRow(BaseModel):
     locale: Annotated[Locale | None, BeforeValidator(_blank_to_none)] = None
     timezone: Annotated[TimeZone | None, BeforeValidator(_blank_to_none)] = None
     active: Annotated[bool | None, BeforeValidator(_blank_to_none)] = None
-    attributes: dict[str, Annotated[str | None, Field(max_length=200)]] = Field(default_factory=dict)
+    attributes: dict[str, Annotated[str | None, Field(max_length=200)]] = Field(
+        default_factory=dict
+    )
 
 
-class ImportError_(BaseModel):
-    row: int = Field(description="1-based position among the data rows (the CSV header is not a row).")
+class ImportRowError(BaseModel):
+    row: int = Field(
+        description="1-based position among the data rows (the CSV header is not a row)."
+    )
     field: str | None = Field(description="The column the error is about, when there is one.")
     msg: str
 
@@ -166,4 +170,4 @@ class ImportResult(BaseModel):
     updated: int
     unchanged: int
     deactivated: int
-    errors: list[ImportError_]
+    errors: list[ImportRowError]

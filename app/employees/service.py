@@ -19,7 +19,9 @@ from app.organizations import service as organization_service
 MAX_CHAIN_DEPTH = 10_000
 
 
-async def get_employee(session: AsyncSession, org_id: uuid.UUID, employee_id: uuid.UUID) -> Employee:
+async def get_employee(
+    session: AsyncSession, org_id: uuid.UUID, employee_id: uuid.UUID
+) -> Employee:
     """The employee, or 404 when it is missing or belongs to another organization."""
     employee = await session.get(Employee, employee_id)
     if employee is None or employee.organization_id != org_id:
@@ -59,14 +61,18 @@ async def _check_manager(
             break
         first = False
         if row.manager_id == employee_id:
-            raise Unprocessable.field(loc, "this manager reports (directly or not) to the employee: a cycle")
+            raise Unprocessable.field(
+                loc, "this manager reports (directly or not) to the employee: a cycle"
+            )
         seen.add(current)
         current = row.manager_id
         if current in seen:
             break
 
 
-async def create_employee(session: AsyncSession, org_id: uuid.UUID, data: EmployeeCreate) -> Employee:
+async def create_employee(
+    session: AsyncSession, org_id: uuid.UUID, data: EmployeeCreate
+) -> Employee:
     key = email_key(data.email)
     if await _email_taken(session, org_id, key):
         raise Conflict(
@@ -121,7 +127,9 @@ async def update_employee(
     return employee
 
 
-async def deactivate_employee(session: AsyncSession, org_id: uuid.UUID, employee_id: uuid.UUID) -> None:
+async def deactivate_employee(
+    session: AsyncSession, org_id: uuid.UUID, employee_id: uuid.UUID
+) -> None:
     """Deactivate rather than delete: their past invitations and meetings stay whole."""
     employee = await get_employee(session, org_id, employee_id)
     if employee.active:

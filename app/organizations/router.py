@@ -29,9 +29,7 @@ async def read_organization(principal: Admin, session: Session) -> OrganizationR
     return OrganizationRead.model_validate(org)
 
 
-@router.patch(
-    "/v1/organization", response_model=OrganizationRead, responses=error_responses(409)
-)
+@router.patch("/v1/organization", response_model=OrganizationRead, responses=error_responses(409))
 async def update_organization(
     body: OrganizationUpdate, principal: Admin, session: Session
 ) -> OrganizationRead:

@@ -28,7 +28,9 @@ class OrganizationRead(Schema):
 class OrganizationUpdate(Schema):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"default_timezone": "Europe/Berlin", "min_group_size": 7}]},
+        json_schema_extra={
+            "examples": [{"default_timezone": "Europe/Berlin", "min_group_size": 7}]
+        },
     )
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
