@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -19,6 +19,7 @@ from app.core.db import Database
 from app.core.errors import install_error_handlers, problem_response
 from app.core.idempotency import IdempotencyMiddleware
 from app.core.middleware import BodyLimitMiddleware, Metrics, RequestContextMiddleware
+from app.core.validation import reject_nul_in_request
 from app.employees.router import router as employees_router
 from app.organizations.router import router as organizations_router
 
@@ -66,6 +67,7 @@ def create_app(
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        dependencies=[Depends(reject_nul_in_request)],
     )
     app.state.settings = settings
     app.state.db = db or Database.from_url(
