@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,10 +15,24 @@ from app.core.config import Settings, describe_settings_error, get_settings
 
 def _settings() -> Settings:
     try:
-        return get_settings()
+        settings = get_settings()
     except Exception as exc:  # a bad setting: one clear line, no traceback
         print(f"pulse: configuration error: {describe_settings_error(exc)}", file=sys.stderr)
         raise SystemExit(2) from None
+    for name in unknown_environment_settings():
+        print(f"pulse: warning: {name} is not a Pulse setting and is ignored", file=sys.stderr)
+    return settings
+
+
+def unknown_environment_settings() -> list[str]:
+    """PULSE_* variables that match no setting: usually a typo that would silently
+    leave the default in place."""
+    known = {f"PULSE_{name.upper()}" for name in Settings.model_fields}
+    return sorted(
+        k
+        for k in os.environ
+        if k.startswith("PULSE_") and not k.startswith("PULSE_TEST_") and k not in known
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -56,7 +72,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
             if args.once:
                 result = await worker.tick(db, settings)
                 return 1 if any(v < 0 for v in result.values()) else 0
-            await worker.run_forever(db, settings)
+            # SIGTERM (docker stop, systemd) ends the loop between steps and closes the
+            # database cleanly instead of being killed mid-tick.
+            task = asyncio.current_task()
+            assert task is not None
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGTERM, task.cancel)
+            try:
+                await worker.run_forever(db, settings)
+            except asyncio.CancelledError:
+                print("pulse: worker stopped", file=sys.stderr)
             return 0
         finally:
             await db.dispose()

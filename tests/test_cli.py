@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -155,3 +156,33 @@ class _serve:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+def test_a_misspelt_setting_is_reported_not_silently_ignored(tmp_path: Path) -> None:
+    result = run_pulse("migrate", cwd=tmp_path, env={"PULSE_DB_URL": "sqlite:///other.db"})
+    assert result.returncode == 0
+    assert "PULSE_DB_URL is not a Pulse setting" in result.stderr
+
+
+def test_worker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """docker stop and systemd send SIGTERM; the worker must exit promptly and cleanly."""
+    assert run_pulse("migrate", cwd=tmp_path).returncode == 0
+    proc = subprocess.Popen(
+        [*PULSE, "worker"],
+        cwd=tmp_path,
+        env=_env(tmp_path, {"PULSE_WORKER_INTERVAL_SECONDS": "60", "PULSE_LOG_FORMAT": "text"}),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        seen = ""
+        while "worker started" not in seen and time.monotonic() < deadline:
+            seen += proc.stderr.readline()  # type: ignore[union-attr]
+        assert "worker started" in seen
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert "worker stopped" in proc.stderr.read()  # type: ignore[union-attr]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
