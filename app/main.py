@@ -134,7 +134,12 @@ def _add_operations(app: FastAPI, settings: Settings) -> None:
                 )
         except Exception as exc:  # any failure here means "not ready", never a 500
             log.warning("readiness check failed: %s", exc.__class__.__name__)
-            return problem_response(503, "database unreachable or not migrated", code="not_ready")
+            return problem_response(
+                503,
+                "database unreachable or not migrated",
+                code="not_ready",
+                request_id=request.state.request_id,
+            )
         heads = migrations.head_revisions(settings.database_url)
         if set(rows) != heads:
             return problem_response(
@@ -142,6 +147,7 @@ def _add_operations(app: FastAPI, settings: Settings) -> None:
                 f"database at migration {sorted(rows)}, code expects {sorted(heads)}: "
                 "run pulse migrate",
                 code="migrations_pending",
+                request_id=request.state.request_id,
             )
         return JSONResponse({"status": "ready", "database": "ok", "migrations": "at head"})
 

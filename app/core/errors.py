@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger("pulse.errors")
 
@@ -138,6 +139,27 @@ def _summary(errors: list[dict[str, Any]]) -> str:
     return f"{name(first['loc'])}: {first['msg']}{more}"
 
 
+_PROBED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _allowed_methods(request: Request) -> str | None:
+    """Every method the path answers to, for a 405's ``Allow`` header.
+
+    The router stops at the first route whose path matches, so on its own it lists only
+    that route's methods (``GET`` for ``/v1/organization``, hiding ``PATCH``); RFC 9110
+    §15.5.6 asks for the resource's full set. Each method is probed against the routes
+    (included routers too) the way the router itself would match it."""
+    allowed = [
+        method
+        for method in _PROBED_METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+    return ", ".join(allowed) if allowed else None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Turn every error a route can raise into problem+json."""
 
@@ -166,14 +188,19 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        headers = dict(exc.headers) if exc.headers else {}
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no route for {request.method} {request.url.path}"
-        elif exc.status_code == 405 and detail == "Method Not Allowed":
-            detail = f"{request.method} is not allowed on {request.url.path}"
+        elif exc.status_code == 405:
+            allowed = _allowed_methods(request)
+            if allowed:
+                headers["Allow"] = allowed
+            if detail == "Method Not Allowed":
+                detail = f"{request.method} is not allowed on {request.url.path}"
         return problem_response(
             exc.status_code,
             detail,
-            headers=dict(exc.headers) if exc.headers else None,
+            headers=headers or None,
             request_id=_request_id(request),
         )
 

@@ -3,8 +3,12 @@
 The first request with a key runs and its answer is stored for the TTL; a retry with the
 same key and the same request gets that stored answer (``Idempotent-Replayed: true``);
 the same key with a different request is 422, and while the first is still running 409.
-Keys are scoped to the caller's credentials, so two clients never collide. A 5xx is not
-stored: the client may retry it for real."""
+Keys are scoped to the caller's credentials, so two clients never collide.
+
+Not stored, so a retry runs again: a 5xx (the client may retry it for real); a 401
+(nobody was identified, and anyone could otherwise fill this table with forged keys);
+an answer marked ``Cache-Control: no-store``, such as a new API key's secret, which must
+neither sit in this table for a day nor be handed out twice."""
 
 from __future__ import annotations
 
@@ -55,6 +59,25 @@ def _sha256(*parts: bytes) -> str:
 _REPLAYED_HEADERS = {b"content-type", b"location", b"etag"}
 
 
+def _caller_scope(authorization: bytes | None, path: str) -> str:
+    """Whose keys these are: the API key's holder, or for a caller without one (an
+    employee's personal link) the path, which carries the link's token. Otherwise every
+    anonymous caller would share one key space and pick each other's keys up."""
+    if authorization:
+        return _sha256(b"authorization", authorization)
+    return _sha256(b"anonymous", path.encode())
+
+
+def _forbids_storing(headers: list[tuple[bytes, bytes]]) -> bool:
+    """True when the answer says ``Cache-Control: no-store`` (RFC 9111 §5.2.2.5)."""
+    for name, value in headers:
+        if name.lower() == b"cache-control":
+            directives = {d.strip().split(b"=")[0].lower() for d in value.split(b",")}
+            if b"no-store" in directives:
+                return True
+    return False
+
+
 class IdempotencyMiddleware:
     def __init__(self, app: ASGIApp, get_db: Any, ttl: timedelta) -> None:
         self.app = app
@@ -85,12 +108,12 @@ class IdempotencyMiddleware:
             return
 
         body: bytes = scope.get("state", {}).get("raw_body", b"")
-        scope_hash = _sha256(headers.get(b"authorization", b""))
+        scope_hash = _caller_scope(headers.get(b"authorization"), scope["path"])
         fingerprint = _sha256(
             scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body
         )
         db: Database = self.get_db()
-        claimed = await self._claim(db, scope_hash, key, fingerprint)
+        claimed = await self._claim(db, scope_hash, key, fingerprint, rid)
         if claimed is not True:
             await claimed(scope, receive, send)
             return
@@ -113,7 +136,7 @@ class IdempotencyMiddleware:
         except BaseException:
             await self._release(db, scope_hash, key)
             raise
-        if status >= 500:
+        if status >= 500 or status == 401 or _forbids_storing(resp_headers):
             await self._release(db, scope_hash, key)
             return
         kept = {k.decode(): v.decode("latin-1") for k, v in resp_headers if k in _REPLAYED_HEADERS}
@@ -129,7 +152,9 @@ class IdempotencyMiddleware:
                 )
             )
 
-    async def _claim(self, db: Database, scope_hash: str, key: str, fingerprint: str) -> Any:
+    async def _claim(
+        self, db: Database, scope_hash: str, key: str, fingerprint: str, rid: str | None
+    ) -> Any:
         """Insert a 'processing' row, or return the response that the existing row calls for."""
         now = utcnow()
         async with db.sessionmaker() as session:
@@ -174,12 +199,14 @@ class IdempotencyMiddleware:
                 409,
                 "Idempotency-Key: a request with this key just finished; retry",
                 code="idempotency_conflict",
+                request_id=rid,
             )
         if existing.fingerprint != fingerprint:
             return problem_response(
                 422,
                 "Idempotency-Key: this key was already used for a different request",
                 code="idempotency_key_reused",
+                request_id=rid,
                 errors=[
                     {
                         "loc": ["header", "Idempotency-Key"],
@@ -192,6 +219,7 @@ class IdempotencyMiddleware:
                 409,
                 "Idempotency-Key: a request with this key is still being processed",
                 code="idempotency_in_progress",
+                request_id=rid,
             )
         return _Replay(existing)
 

@@ -14,11 +14,20 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 
 # Employee links carry their token in the path; no token may ever reach a log line.
-_TOKEN_PATH = re.compile(r"^/(r|m|v1/respond|v1/meetings)/[^/]+")
+# Repeated slashes are tolerated: a client (or a scanner) may send ``//r/<token>``, and
+# the line is written whether or not a route matched.
+_TOKEN_PATH = re.compile(r"^(/+(?:r|m|v1/+respond|v1/+meetings)/+)[^/]+")
 
 
 def mask_path(path: str) -> str:
-    return _TOKEN_PATH.sub(lambda m: f"/{m.group(1)}/***", path)
+    """The path with any personal-link token replaced by ``***``."""
+    return _TOKEN_PATH.sub(lambda m: f"{m.group(1)}***", path)
+
+
+def _request_id(record: logging.LogRecord) -> str | None:
+    """The id stamped on the record (``extra``), else the current request's."""
+    rid = getattr(record, "request_id", None)
+    return rid if isinstance(rid, str) and rid else request_id_var.get()
 
 
 _RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
@@ -32,7 +41,7 @@ class JSONFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        rid = request_id_var.get()
+        rid = _request_id(record)
         if rid:
             out["request_id"] = rid
         for key, value in vars(record).items():
@@ -45,7 +54,7 @@ class JSONFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        rid = request_id_var.get()
+        rid = _request_id(record)
         base = super().format(record)
         return f"{base} [{rid}]" if rid else base
 

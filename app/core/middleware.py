@@ -19,6 +19,16 @@ error_log = logging.getLogger("pulse.errors")
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,128}$")
 
+# Any token is a valid HTTP method, so a client could mint a new series per request;
+# methods outside RFC 9110's set (plus PATCH) share one label.
+_KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
+
+
+def _method_label(method: str) -> str:
+    return method if method in _KNOWN_METHODS else "OTHER"
+
 
 class Metrics:
     """Prometheus series for one app; a registry per app keeps test apps apart."""
@@ -81,7 +91,11 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         except Exception:
-            error_log.exception("unhandled error", extra={"path": mask_path(scope["path"])})
+            # The id rides on the record itself: a handler that formats it later (a queue,
+            # pytest's caplog) no longer sees the request's context variable.
+            error_log.exception(
+                "unhandled error", extra={"request_id": rid, "path": mask_path(scope["path"])}
+            )
             if not response_started:
                 response = problem_response(
                     500,
@@ -93,7 +107,7 @@ class RequestContextMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
-            method = scope["method"]
+            method = _method_label(scope["method"])
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.latency.labels(method, route).observe(elapsed)
             access_log.info(
@@ -101,7 +115,12 @@ class RequestContextMiddleware:
                 method,
                 mask_path(scope["path"]),
                 status,
-                extra={"status": status, "duration_ms": round(elapsed * 1000, 2), "route": route},
+                extra={
+                    "request_id": rid,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "route": route,
+                },
             )
             request_id_var.reset(token)
 

@@ -50,9 +50,14 @@ async def list_api_keys(
 
 
 @router.post("/v1/api-keys", response_model=ApiKeyCreated, status_code=201)
-async def create_api_key(body: ApiKeyCreate, principal: Admin, session: Session) -> ApiKeyCreated:
+async def create_api_key(
+    body: ApiKeyCreate, principal: Admin, session: Session, response: Response
+) -> ApiKeyCreated:
     """Create a key. The answer holds the whole key; it is never shown again."""
     key, plaintext = await service.create_api_key(session, principal.organization_id, body)
+    # No cache may keep the secret, and the idempotency layer then neither stores nor
+    # replays this answer (a retry creates another key; the lost one can be revoked).
+    response.headers["Cache-Control"] = "no-store"
     return ApiKeyCreated(**ApiKeyRead.model_validate(key).model_dump(), key=plaintext)
 
 

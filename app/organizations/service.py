@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import utcnow
@@ -57,14 +58,26 @@ async def update_organization(
             select(Organization.id).where(Organization.name == changes["name"])
         )
         if taken is not None:
-            raise Conflict(
-                "name: another organization already has this name",
-                errors=[{"loc": ["body", "name"], "msg": "already taken"}],
-            )
+            raise _name_taken()
     for field, value in changes.items():
         setattr(org, field, value)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        # The check above is not a lock: another transaction can take the name between it
+        # and this write, and then the unique constraint decides. The request's session
+        # is rolled back by its dependency when the Conflict propagates.
+        if "name" in changes:
+            raise _name_taken() from exc
+        raise
     return org
+
+
+def _name_taken() -> Conflict:
+    return Conflict(
+        "name: another organization already has this name",
+        errors=[{"loc": ["body", "name"], "msg": "already taken"}],
+    )
 
 
 async def create_api_key(
