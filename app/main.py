@@ -21,6 +21,7 @@ from app.core.idempotency import IdempotencyMiddleware
 from app.core.middleware import BodyLimitMiddleware, Metrics, RequestContextMiddleware
 from app.core.validation import reject_nul_in_request
 from app.employees.router import router as employees_router
+from app.notifications.router import router as notifications_router
 from app.organizations.router import router as organizations_router
 
 log = logging.getLogger("pulse.app")
@@ -79,6 +80,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(organizations_router)
     app.include_router(employees_router)
+    app.include_router(notifications_router)
     _add_operations(app, settings)
 
     # Added innermost first: the request-context layer must see everything, including 413s.

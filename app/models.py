@@ -2,6 +2,7 @@
 
 from app.core.idempotency import IdempotencyRecord
 from app.employees.models import Employee
+from app.notifications.models import OutboxMessage
 from app.organizations.models import ApiKey, Organization
 
-__all__ = ["ApiKey", "Employee", "IdempotencyRecord", "Organization"]
+__all__ = ["ApiKey", "Employee", "IdempotencyRecord", "Organization", "OutboxMessage"]

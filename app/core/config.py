@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     idempotency_ttl_hours: int = Field(default=24, ge=1)
     worker_interval_seconds: float = Field(default=30.0, gt=0)
     sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
+    email_batch_size: int = Field(default=100, ge=1, le=10_000)
+    email_max_attempts: int = Field(default=8, ge=1, le=100)
+    email_retry_base_seconds: float = Field(default=60.0, gt=0)
+    email_retry_max_seconds: float = Field(default=21_600.0, gt=0)
+    email_lease_seconds: float = Field(default=300.0, gt=0)
+    email_timeout_seconds: float = Field(default=30.0, gt=0)
 
     @field_validator("database_url")
     @classmethod

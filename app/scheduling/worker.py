@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from app.core import idempotency
 from app.core.config import Settings
 from app.core.db import Database
+from app.notifications.sender import deliver_outbox
 
 log = logging.getLogger("pulse.worker")
 
@@ -24,6 +25,7 @@ async def purge_idempotency_records(db: Database, settings: Settings) -> int:
 
 
 STEPS: list[tuple[str, Step]] = [
+    ("deliver_outbox", deliver_outbox),
     ("purge_idempotency_records", purge_idempotency_records),
 ]
 

@@ -1,0 +1,199 @@
+"""Delivery backends chosen by ``PULSE_EMAIL_URL``: SMTP (aiosmtplib), ``.eml`` files, console.
+
+A backend opens one connection per batch; ``send`` answers an outcome rather than
+raising, so the sender can record each message and go on with the next."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Literal, Protocol
+from urllib.parse import unquote, urlsplit
+
+import aiosmtplib
+
+log = logging.getLogger("pulse.email")
+
+Outcome = Literal["sent", "temporary", "permanent"]
+
+
+@dataclass(frozen=True)
+class SendResult:
+    outcome: Outcome
+    reply: str
+
+
+class Connection(Protocol):
+    async def send(self, message: EmailMessage) -> SendResult: ...
+
+
+class Backend(Protocol):
+    def connect(self) -> AbstractAsyncContextManager[Connection]: ...
+
+
+def backend_from_url(
+    url: str, *, timeout: float = 30.0
+) -> SMTPBackend | FileBackend | ConsoleBackend:
+    parts = urlsplit(url)
+    if parts.scheme.startswith("smtp"):
+        return SMTPBackend(
+            hostname=parts.hostname or "localhost",
+            port=parts.port,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            use_tls=parts.scheme == "smtp+ssl",
+            start_tls=parts.scheme == "smtp+starttls",
+            timeout=timeout,
+        )
+    if parts.scheme == "file":
+        return FileBackend(Path(unquote(parts.path)))
+    if parts.scheme == "console":
+        return ConsoleBackend()
+    raise ValueError(f"unsupported email URL scheme {parts.scheme!r}")
+
+
+def _classify(code: int, text: str) -> SendResult:
+    reply = f"{code} {text}".strip()
+    if 200 <= code < 300:
+        return SendResult("sent", reply)
+    return SendResult("permanent" if 500 <= code < 600 else "temporary", reply)
+
+
+class SMTPBackend:
+    """SMTP with one connection reused for a whole batch; a dropped connection is
+    reopened for the next message."""
+
+    def __init__(
+        self,
+        *,
+        hostname: str,
+        port: int | None,
+        username: str | None,
+        password: str | None,
+        use_tls: bool,
+        start_tls: bool,
+        timeout: float,
+    ) -> None:
+        self.hostname = hostname
+        self.port = port or (465 if use_tls else 587 if start_tls else 25)
+        self.username = username
+        self.password = password
+        self.use_tls = use_tls
+        self.start_tls = start_tls
+        self.timeout = timeout
+
+    def _client(self) -> aiosmtplib.SMTP:
+        return aiosmtplib.SMTP(
+            hostname=self.hostname,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            use_tls=self.use_tls,
+            start_tls=self.start_tls,
+            timeout=self.timeout,
+        )
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[_SMTPConnection]:
+        conn = _SMTPConnection(self)
+        try:
+            yield conn
+        finally:
+            await conn.close()
+
+
+class _SMTPConnection:
+    def __init__(self, backend: SMTPBackend) -> None:
+        self.backend = backend
+        self.client: aiosmtplib.SMTP | None = None
+
+    async def _ensure(self) -> aiosmtplib.SMTP:
+        if self.client is None or not self.client.is_connected:
+            client = self.backend._client()
+            await client.connect()
+            self.client = client
+        return self.client
+
+    async def send(self, message: EmailMessage) -> SendResult:
+        try:
+            client = await self._ensure()
+            errors, response = await client.send_message(message)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            first = exc.recipients[0]
+            return _classify(first.code, first.message)
+        except aiosmtplib.SMTPResponseException as exc:
+            await self._drop()
+            return _classify(exc.code, exc.message)
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            await self._drop()
+            return SendResult("temporary", f"{exc.__class__.__name__}: {exc}"[:500])
+        if errors:  # some recipients refused; we send one recipient per message
+            code, text = next(iter(errors.values()))
+            return _classify(code, text)
+        return SendResult("sent", response)
+
+    async def _drop(self) -> None:
+        if self.client is not None:
+            try:
+                self.client.close()
+            finally:
+                self.client = None
+
+    async def close(self) -> None:
+        if self.client is not None and self.client.is_connected:
+            try:
+                await self.client.quit()
+            except (TimeoutError, aiosmtplib.SMTPException, OSError):
+                self.client.close()
+        self.client = None
+
+
+class FileBackend:
+    """One ``.eml`` file per message (the embedded default): open it in any mail client."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[_FileConnection]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        yield _FileConnection(self.folder)
+
+
+class _FileConnection:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    async def send(self, message: EmailMessage) -> SendResult:
+        name = message["Message-ID"].strip("<>").split("@")[0] + ".eml"
+        target = self.folder / name
+        try:
+            # Written whole, then renamed: a reader never sees half a message.
+            fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(message.as_bytes())
+            os.replace(tmp, target)
+        except OSError as exc:
+            return SendResult("temporary", f"{exc.__class__.__name__}: {exc}")
+        log.info("email written", extra={"file": str(target), "kind": message["X-Pulse-Kind"]})
+        return SendResult("sent", f"written to {target}")
+
+
+class ConsoleBackend:
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[_ConsoleConnection]:
+        yield _ConsoleConnection()
+
+
+class _ConsoleConnection:
+    async def send(self, message: EmailMessage) -> SendResult:
+        sys.stdout.write(message.as_string() + "\n")
+        sys.stdout.flush()
+        return SendResult("sent", "printed to stdout")

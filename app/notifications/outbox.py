@@ -1,0 +1,169 @@
+"""The email outbox: enqueue in the caller's transaction, claim with a lease, record outcomes.
+
+Enqueueing is an INSERT that ignores a duplicate dedupe key, so work that may run twice
+(a retried worker step) queues each email once. Claims are one UPDATE … RETURNING over a
+``FOR UPDATE SKIP LOCKED`` subquery on PostgreSQL, so several workers share the queue and
+never take the same row; on SQLite the single writer makes the plain UPDATE safe. A row
+whose lease ran out (its worker died) is claimable again."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, and_, bindparam, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.db import new_id, utcnow
+from app.notifications.models import OutboxMessage as M
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What the sender needs of a claimed row; plain data, no ORM object across steps."""
+
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    dedupe_key: str
+    kind: str
+    recipient: str
+    recipient_name: str
+    locale: str
+    about_type: str | None
+    about_id: uuid.UUID | None
+    attempts: int
+
+
+def _insert(session: AsyncSession) -> Any:
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(M)
+
+
+async def enqueue_many(session: AsyncSession, messages: Sequence[dict[str, Any]]) -> None:
+    """Queue messages in the caller's transaction; a dedupe key already queued is skipped.
+
+    Each dict names ``organization_id``, ``dedupe_key``, ``kind``, ``recipient``,
+    ``locale`` and optionally ``recipient_name``, ``about_type``, ``about_id``,
+    ``group_id``."""
+    if not messages:
+        return
+    now = utcnow()
+    rows = [
+        {
+            "id": new_id(),
+            "recipient_name": "",
+            "about_type": None,
+            "about_id": None,
+            "group_id": None,
+            **m,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for m in messages
+    ]
+    stmt = _insert(session).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    await session.execute(stmt, rows)
+
+
+async def enqueue(session: AsyncSession, **message: Any) -> None:
+    await enqueue_many(session, [message])
+
+
+async def claim_batch(
+    session: AsyncSession, *, limit: int, lease: timedelta, now: datetime | None = None
+) -> list[Claimed]:
+    """Take up to ``limit`` due messages for this worker until ``now + lease``."""
+    now = now or utcnow()
+    due = or_(
+        and_(M.status == "pending", M.next_attempt_at <= now),
+        and_(M.status == "sending", M.lease_until < now),
+    )
+    candidates = select(M.id).where(due).order_by(M.next_attempt_at).limit(limit)
+    if session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    stmt = (
+        update(M)
+        .where(M.id.in_(candidates.scalar_subquery()))
+        .values(status="sending", lease_until=now + lease, attempts=M.attempts + 1, updated_at=now)
+        .returning(
+            M.id,
+            M.organization_id,
+            M.dedupe_key,
+            M.kind,
+            M.recipient,
+            M.recipient_name,
+            M.locale,
+            M.about_type,
+            M.about_id,
+            M.attempts,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    rows = (await session.execute(stmt)).all()
+    return sorted((Claimed(**r._mapping) for r in rows), key=lambda c: c.id)
+
+
+async def mark_sent(session: AsyncSession, sent: Sequence[tuple[uuid.UUID, str]]) -> None:
+    """Record delivered messages with each server reply, in one executemany."""
+    if not sent:
+        return
+    now = utcnow()
+    table = M.__table__
+    assert isinstance(table, Table)
+    stmt = (
+        update(table)
+        .where(table.c.id == bindparam("b_id"), table.c.status == "sending")
+        .values(
+            status="sent",
+            sent_at=now,
+            lease_until=None,
+            last_reply=bindparam("b_reply"),
+            updated_at=now,
+        )
+    )
+    await session.execute(stmt, [{"b_id": i, "b_reply": reply[:2000]} for i, reply in sent])
+
+
+async def mark_retry(
+    session: AsyncSession, message_id: uuid.UUID, reply: str, next_attempt_at: datetime
+) -> None:
+    await session.execute(
+        update(M)
+        .where(M.id == message_id, M.status == "sending")
+        .values(
+            status="pending",
+            next_attempt_at=next_attempt_at,
+            lease_until=None,
+            last_reply=reply,
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def mark_failed(session: AsyncSession, message_id: uuid.UUID, reply: str) -> None:
+    await session.execute(
+        update(M)
+        .where(M.id == message_id, M.status == "sending")
+        .values(status="failed", lease_until=None, last_reply=reply, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def release(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:
+    """Hand back claimed rows we did not try (shutting down): no attempt is spent."""
+    if ids:
+        await session.execute(
+            update(M)
+            .where(M.id.in_(ids), M.status == "sending")
+            .values(status="pending", lease_until=None, attempts=M.attempts - 1)
+            .execution_options(synchronize_session=False)
+        )

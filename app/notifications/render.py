@@ -1,0 +1,162 @@
+"""Rendering at send time: subject, text and HTML twins, attachments, and the MIME message.
+
+Each message kind registers how to build its template context (and its attachments)
+from the row it is about; templates live in ``templates/<kind>/<locale>.*`` with a
+shared HTML layout (inline styles, no external images or scripts: mail clients block
+them). A kind that has no template for the recipient's locale falls back to its
+language, then to English."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from functools import cache
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, TemplateNotFound, select_autoescape
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.config import Settings
+from app.core.db import utcnow
+from app.notifications.outbox import Claimed
+from app.organizations import service as organization_service
+
+RTL_LANGUAGES = {"ar", "fa", "he", "ur"}
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content: bytes
+    maintype: str
+    subtype: str
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+    attachments: list[Attachment] = field(default_factory=list)
+
+
+class AboutGone(Exception):
+    """The row a message is about no longer exists (or no longer wants mail): the
+    message fails permanently instead of retrying forever."""
+
+
+ContextBuilder = Callable[[AsyncSession, Claimed, Settings], Awaitable[dict[str, Any]]]
+AttachmentBuilder = Callable[
+    [AsyncSession, Claimed, Settings, dict[str, Any]], Awaitable[list[Attachment]]
+]
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    context: ContextBuilder
+    attachments: AttachmentBuilder | None = None
+
+
+KINDS: dict[str, Kind] = {}
+
+
+def register_kind(
+    name: str, context: ContextBuilder, attachments: AttachmentBuilder | None = None
+) -> None:
+    """Make a message kind sendable; its templates go in ``templates/<name>/``."""
+    KINDS[name] = Kind(name, context, attachments)
+
+
+@cache
+def environment() -> Environment:
+    return Environment(
+        loader=PackageLoader("app.notifications", "templates"),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def template_locale(kind: str, locale: str) -> str:
+    """The best locale this kind has templates for: ``fr-CA`` → ``fr`` → ``en``."""
+    env = environment()
+    for candidate in (locale, locale.split("-")[0].lower(), "en"):
+        try:
+            env.get_template(f"{kind}/{candidate}.subject.txt")
+        except TemplateNotFound:
+            continue
+        return candidate
+    raise TemplateNotFound(f"{kind}/en.subject.txt")
+
+
+async def render(session: AsyncSession, claimed: Claimed, settings: Settings) -> Rendered:
+    """Render one claimed message; raises AboutGone when there is nothing left to send."""
+    kind = KINDS.get(claimed.kind)
+    if kind is None:
+        raise AboutGone(f"no renderer for message kind {claimed.kind!r}")
+    context = await kind.context(session, claimed, settings)
+    locale = template_locale(claimed.kind, claimed.locale)
+    language = locale.split("-")[0]
+    context = {
+        "lang": locale,
+        "dir": "rtl" if language in RTL_LANGUAGES else "ltr",
+        "recipient": claimed.recipient,
+        "name": claimed.recipient_name,
+        **context,
+    }
+    env = environment()
+    subject = " ".join(
+        env.get_template(f"{claimed.kind}/{locale}.subject.txt").render(context).split()
+    )
+    text = env.get_template(f"{claimed.kind}/{locale}.body.txt").render(context)
+    html = env.get_template(f"{claimed.kind}/{locale}.body.html").render(
+        {**context, "subject": subject}
+    )
+    attachments = (
+        await kind.attachments(session, claimed, settings, context) if kind.attachments else []
+    )
+    return Rendered(subject, text, html, attachments)
+
+
+def message_id(dedupe_key: str, email_from: str) -> str:
+    """Derived from the dedupe key, so a resend after a crash carries the same
+    Message-ID and receiving systems can drop the duplicate."""
+    domain = parseaddr(email_from)[1].rpartition("@")[2] or "pulse.invalid"
+    digest = hashlib.sha256(dedupe_key.encode()).hexdigest()[:40]
+    return f"<{digest}@{domain}>"
+
+
+def build_message(rendered: Rendered, claimed: Claimed, settings: Settings) -> EmailMessage:
+    msg = EmailMessage()
+    msg["Subject"] = rendered.subject
+    msg["From"] = settings.email_from
+    local, _, domain = claimed.recipient.rpartition("@")
+    msg["To"] = Address(display_name=claimed.recipient_name, username=local, domain=domain)
+    msg["Date"] = format_datetime(utcnow())
+    msg["Message-ID"] = message_id(claimed.dedupe_key, settings.email_from)
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation auto-replies
+    msg["X-Pulse-Kind"] = claimed.kind
+    msg.set_content(rendered.text)
+    msg.add_alternative(rendered.html, subtype="html")
+    for a in rendered.attachments:
+        msg.add_attachment(
+            a.content, maintype=a.maintype, subtype=a.subtype, filename=a.filename, params=a.params
+        )
+    return msg
+
+
+async def _test_context(
+    session: AsyncSession, claimed: Claimed, settings: Settings
+) -> dict[str, Any]:
+    org = await organization_service.get_organization(session, claimed.organization_id)
+    return {"organization": org.name}
+
+
+register_kind("test", _test_context)

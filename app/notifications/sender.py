@@ -1,0 +1,137 @@
+"""The outbox sender, one worker step: claim a batch, render it, send it over one
+connection, record each outcome, repeat until nothing is due.
+
+Outcomes are written every few messages, so a worker killed mid-batch resends at most
+the messages since the last write (their lease expires and another claim takes them);
+the Message-ID derived from the dedupe key lets receivers drop those duplicates."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from datetime import timedelta
+from email.message import EmailMessage
+
+from app.core.config import Settings
+from app.core.db import Database, utcnow
+from app.notifications import outbox
+from app.notifications.backends import Backend, SendResult, backend_from_url
+from app.notifications.outbox import Claimed
+from app.notifications.render import AboutGone, build_message, render
+
+log = logging.getLogger("pulse.email")
+
+RECORD_EVERY = 20
+
+
+def retry_delay(attempts: int, settings: Settings, rng: random.Random | None = None) -> float:
+    """Exponential backoff with jitter: base·2^(n−1), capped, then a uniform draw from its
+    upper half, so messages that failed together do not retry together."""
+    ceiling = min(
+        settings.email_retry_max_seconds, settings.email_retry_base_seconds * 2 ** (attempts - 1)
+    )
+    return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+async def deliver_outbox(
+    db: Database,
+    settings: Settings,
+    *,
+    backend: Backend | None = None,
+    max_batches: int | None = None,
+) -> int:
+    """Send everything due; returns how many messages were attempted."""
+    backend = backend or backend_from_url(
+        settings.email_url, timeout=settings.email_timeout_seconds
+    )
+    lease = timedelta(seconds=settings.email_lease_seconds)
+    attempted = 0
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        async with db.sessionmaker() as session, session.begin():
+            claimed = await outbox.claim_batch(
+                session, limit=settings.email_batch_size, lease=lease
+            )
+        if not claimed:
+            break
+        batches += 1
+        attempted += await _deliver_batch(db, settings, backend, claimed)
+    return attempted
+
+
+async def _render_batch(
+    db: Database, settings: Settings, claimed: list[Claimed]
+) -> list[tuple[Claimed, EmailMessage | SendResult]]:
+    out: list[tuple[Claimed, EmailMessage | SendResult]] = []
+    async with db.sessionmaker() as session:
+        for c in claimed:
+            if c.attempts > settings.email_max_attempts:
+                out.append((c, SendResult("permanent", f"gave up after {c.attempts - 1} attempts")))
+                continue
+            try:
+                out.append((c, build_message(await render(session, c, settings), c, settings)))
+            except AboutGone as exc:
+                out.append((c, SendResult("permanent", f"not sent: {exc}")))
+            except Exception as exc:  # a template bug must not stop the other messages
+                log.exception(
+                    "could not render email", extra={"outbox_id": str(c.id), "kind": c.kind}
+                )
+                out.append((c, SendResult("temporary", f"render error: {exc.__class__.__name__}")))
+    return out
+
+
+async def _deliver_batch(
+    db: Database, settings: Settings, backend: Backend, claimed: list[Claimed]
+) -> int:
+    prepared = await _render_batch(db, settings, claimed)
+    outcomes: list[tuple[Claimed, SendResult]] = []
+    tried: set[object] = set()
+    try:
+        async with backend.connect() as conn:
+            for c, item in prepared:
+                result = item if isinstance(item, SendResult) else await conn.send(item)
+                tried.add(c.id)
+                outcomes.append((c, result))
+                if len(outcomes) >= RECORD_EVERY:
+                    await _record(db, settings, outcomes)
+                    outcomes = []
+    except asyncio.CancelledError:
+        # Shutting down: keep what was sent, hand back what was not tried.
+        await _record(db, settings, outcomes)
+        async with db.sessionmaker() as session, session.begin():
+            await outbox.release(session, [c.id for c, _ in prepared if c.id not in tried])
+        raise
+    await _record(db, settings, outcomes)
+    return len(prepared)
+
+
+async def _record(
+    db: Database, settings: Settings, outcomes: list[tuple[Claimed, SendResult]]
+) -> None:
+    if not outcomes:
+        return
+    now = utcnow()
+    async with db.sessionmaker() as session, session.begin():
+        await outbox.mark_sent(
+            session, [(c.id, r.reply) for c, r in outcomes if r.outcome == "sent"]
+        )
+        for c, r in outcomes:
+            if r.outcome == "sent":
+                continue
+            if r.outcome == "permanent" or c.attempts >= settings.email_max_attempts:
+                reply = (
+                    r.reply
+                    if r.outcome == "permanent"
+                    else f"gave up after {c.attempts} attempts: {r.reply}"
+                )
+                await outbox.mark_failed(session, c.id, reply[:2000])
+                log.warning(
+                    "email failed",
+                    extra={"outbox_id": str(c.id), "kind": c.kind, "reply": reply[:200]},
+                )
+            else:
+                delay = retry_delay(c.attempts, settings)
+                await outbox.mark_retry(
+                    session, c.id, r.reply[:2000], now + timedelta(seconds=delay)
+                )
