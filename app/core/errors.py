@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
@@ -84,7 +85,7 @@ class Unprocessable(PulseError):
     @classmethod
     def field(cls, loc: Sequence[str | int], msg: str) -> Unprocessable:
         """A 422 for one field: the detail names it, ``errors`` locates it."""
-        name = ".".join(str(p) for p in loc if p not in ("body", "query", "path"))
+        name = ".".join(str(p) for p in loc if p not in ("body", "query", "path")) or "body"
         return cls(f"{name}: {msg}", errors=[{"loc": list(loc), "msg": msg}])
 
 
@@ -121,11 +122,21 @@ def _clean_loc(loc: Sequence[Any]) -> list[str | int]:
     return [p if isinstance(p, int) else str(p) for p in loc]
 
 
+# A model-level validator names the field it is about at the start of its message
+# ("options: needs at least 2 options"); move that name into loc so clients can point
+# at the field.
+_FIELD_PREFIX = re.compile(r"^([a-z][a-z0-9_]*): (.+)$", re.DOTALL)
+
+
 def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors():
         msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-        out.append({"loc": _clean_loc(err.get("loc", ())), "msg": msg})
+        loc = _clean_loc(err.get("loc", ()))
+        match = _FIELD_PREFIX.match(msg)
+        if match and err.get("type") == "value_error":
+            loc, msg = [*loc, match.group(1)], match.group(2)
+        out.append({"loc": loc, "msg": msg})
     return out
 
 

@@ -24,7 +24,15 @@ from app.core.db import new_id, utcnow
 from app.core.errors import Unprocessable
 from app.employees import service
 from app.employees.models import Employee
-from app.employees.schemas import ImportResult, ImportRow, ImportRowError, email_key
+from app.employees.schemas import (
+    ATTRIBUTE_NAME,
+    MAX_ATTRIBUTES,
+    ImportResult,
+    ImportRow,
+    ImportRowError,
+    check_email,
+    email_key,
+)
 from app.organizations import service as organization_service
 
 MAX_ROWS = 100_000
@@ -46,44 +54,33 @@ class _Row:
 class _Plan:
     rows: list[_Row] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
-    seen_keys: set[str] = field(default_factory=set)
+    # Every row whose email we could read, valid or not: duplicates are found among all
+    # of them, and nobody the file names is deactivated by deactivate_missing.
+    numbers_by_key: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
 
     def fail(self, number: int, field_name: str | None, msg: str) -> None:
         self.errors.append({"row": number, "field": field_name, "msg": msg})
 
 
+def _bad_file(msg: str, *columns: str) -> Unprocessable:
+    """A 422 about the file as a whole, or about some of its columns (each located)."""
+    locs = [["body", c] for c in columns] or [["body"]]
+    return Unprocessable(f"body: {msg}", errors=[{"loc": loc, "msg": msg} for loc in locs])
+
+
 def parse_records(body: bytes, content_type: str) -> list[dict[str, Any]]:
     """The file's records as dicts of column → value; 422 for a file we cannot read."""
-    if "csv" in content_type:
-        try:
-            text = body.decode("utf-8-sig")  # Excel writes a BOM; strip it if there
-        except UnicodeDecodeError as exc:
-            raise Unprocessable.field(["body"], f"not UTF-8 text (byte {exc.start})") from exc
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        if not header:
-            raise Unprocessable.field(
-                ["body"], "the CSV file is empty; the first line must name the columns"
-            )
-        reader.fieldnames = header
-        _check_columns(header)
-        records: list[dict[str, Any]] = []
-        for raw in reader:
-            if None in raw:  # more cells than header columns
-                records.append({"__error__": "more cells than the header has columns"})
-                continue
-            records.append({k: (v.strip() if isinstance(v, str) else v) for k, v in raw.items()})
-            if len(records) > MAX_ROWS:
-                raise Unprocessable.field(["body"], f"at most {MAX_ROWS} rows per import")
-        return records
+    # Media types are case-insensitive (RFC 9110 §8.3.1): Text/CSV is CSV too.
+    if content_type.split(";", 1)[0].strip().lower().endswith("csv"):
+        return _parse_csv(body)
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Unprocessable.field(["body"], f"not valid JSON: {exc}") from exc
+        raise _bad_file(f"not valid JSON: {exc}") from exc
     if not isinstance(data, list):
-        raise Unprocessable.field(["body"], "must be a JSON array of employee objects")
+        raise _bad_file("must be a JSON array of employee objects")
     if len(data) > MAX_ROWS:
-        raise Unprocessable.field(["body"], f"at most {MAX_ROWS} rows per import")
+        raise _bad_file(f"at most {MAX_ROWS} rows per import")
     keys: set[str] = set()
     for item in data:
         if isinstance(item, dict):
@@ -92,80 +89,117 @@ def parse_records(body: bytes, content_type: str) -> list[dict[str, Any]]:
     return [item if isinstance(item, dict) else {"__error__": "must be an object"} for item in data]
 
 
+def _parse_csv(body: bytes) -> list[dict[str, Any]]:
+    try:
+        text = body.decode("utf-8-sig")  # Excel writes a BOM; strip it if there
+    except UnicodeDecodeError as exc:
+        raise _bad_file(f"not UTF-8 text (byte {exc.start})") from exc
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    if not header:
+        raise _bad_file("the CSV file is empty; the first line must name the columns")
+    # DictReader keeps the last of two same-named cells: one of them would be lost silently.
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        names = ", ".join(repr(h) for h in repeated)
+        raise _bad_file(f"column(s) {names} appear more than once in the header", *repeated)
+    reader.fieldnames = header
+    _check_columns(header)
+    records: list[dict[str, Any]] = []
+    for raw in reader:
+        if None in raw:  # more cells than header columns
+            # Keep the email: the row is still the file's word that this person exists.
+            records.append({"__error__": "more cells than the header has columns", **raw})
+        else:
+            records.append({k: (v.strip() if isinstance(v, str) else v) for k, v in raw.items()})
+        if len(records) > MAX_ROWS:
+            raise _bad_file(f"at most {MAX_ROWS} rows per import")
+    return records
+
+
 def _check_columns(columns: list[str], *, require_email: bool = True) -> None:
     unknown = [c for c in columns if c not in COLUMNS and not c.startswith(ATTR_PREFIX)]
     if unknown:
-        raise Unprocessable.field(
-            ["body"],
+        raise _bad_file(
             "unknown column(s) "
             + ", ".join(repr(c) for c in unknown)
             + "; known: "
             + ", ".join(COLUMNS)
             + ", attr.<name>",
+            *unknown,
+        )
+    # A bad attribute name is the same in every row: a problem of the column, not the rows.
+    bad = [
+        c
+        for c in columns
+        if c.startswith(ATTR_PREFIX) and not ATTRIBUTE_NAME.match(c.removeprefix(ATTR_PREFIX))
+    ]
+    if bad:
+        raise _bad_file(
+            "attribute column(s) "
+            + ", ".join(repr(c) for c in bad)
+            + ": after 'attr.' use 1-64 letters, digits, '_' or '-', as in POST /v1/employees",
+            *bad,
         )
     if require_email and "email" not in columns:
-        raise Unprocessable.field(["body"], "the column 'email' is required")
+        raise _bad_file("the column 'email' is required", "email")
+
+
+def _readable_key(raw: object) -> str | None:
+    """The email key of a cell, even when the row fails: as the directory would store it
+    if the address is valid, else the cell lower-cased; None for no email at all."""
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    try:
+        return email_key(check_email(raw))
+    except ValueError:
+        return email_key(raw.strip())
 
 
 def _validate_rows(records: list[dict[str, Any]], plan: _Plan) -> None:
     for number, record in enumerate(records, start=1):
+        key = _readable_key(record.get("email"))
+        if key is not None:
+            plan.numbers_by_key[key].append(number)
         if "__error__" in record:
             plan.fail(number, None, record["__error__"])
             continue
-        attributes = {
-            k[len(ATTR_PREFIX) :]: v for k, v in record.items() if k.startswith(ATTR_PREFIX)
-        }
-        fields = {k: v for k, v in record.items() if not k.startswith(ATTR_PREFIX)}
-        try:
-            row = ImportRow.model_validate({**fields, "attributes": attributes})
-        except ValidationError as exc:
-            for err in exc.errors():
-                loc = [str(p) for p in err["loc"]]
-                name = (
-                    (ATTR_PREFIX + loc[1])
-                    if loc[:1] == ["attributes"] and len(loc) > 1
-                    else (loc[0] if loc else None)
-                )
-                plan.fail(number, name, str(err["msg"]).removeprefix("Value error, "))
-            # A bad row still counts as present for deactivate_missing, if its email is readable.
-            raw_email = record.get("email")
-            if isinstance(raw_email, str) and raw_email.strip():
-                plan.seen_keys.add(email_key(raw_email.strip()))
-            continue
-        bad_attr = next(
-            (
-                k
-                for k in attributes
-                if not k or len(k) > 64 or not all(c.isalnum() or c in "_-" for c in k)
-            ),
-            None,
-        )
-        if bad_attr is not None:
-            plan.fail(
-                number,
-                ATTR_PREFIX + bad_attr,
-                "attribute names use 1-64 letters, digits, '_' or '-'",
+        row = _validate_row(number, record, plan)
+        if row is not None:
+            plan.rows.append(row)
+
+
+def _validate_row(number: int, record: dict[str, Any], plan: _Plan) -> _Row | None:
+    """The row parsed, or None after listing its errors."""
+    attributes = {k[len(ATTR_PREFIX) :]: v for k, v in record.items() if k.startswith(ATTR_PREFIX)}
+    fields = {k: v for k, v in record.items() if not k.startswith(ATTR_PREFIX)}
+    try:
+        row = ImportRow.model_validate({**fields, "attributes": attributes})
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = [str(p) for p in err["loc"]]
+            name = (
+                (ATTR_PREFIX + loc[1])
+                if loc[:1] == ["attributes"] and len(loc) > 1
+                else (loc[0] if loc else None)
             )
-            continue
-        present = set(fields) | {ATTR_PREFIX + k for k in attributes}
-        key = email_key(row.email)
-        plan.seen_keys.add(key)
-        plan.rows.append(_Row(number=number, data=row, present=present, key=key))
+            plan.fail(number, name, str(err["msg"]).removeprefix("Value error, "))
+        return None
+    if len(attributes) > MAX_ATTRIBUTES:
+        plan.fail(number, None, f"at most {MAX_ATTRIBUTES} attr.<name> columns")
+        return None
+    present = set(fields) | {ATTR_PREFIX + k for k in attributes}
+    return _Row(number=number, data=row, present=present, key=email_key(row.email))
 
 
 def _drop_duplicates(plan: _Plan) -> None:
-    by_key: dict[str, list[_Row]] = defaultdict(list)
-    for row in plan.rows:
-        by_key[row.key].append(row)
-    dupes = {k: rows for k, rows in by_key.items() if len(rows) > 1}
-    for rows in dupes.values():
-        numbers = ", ".join(str(r.number) for r in rows)
-        for row in rows:
-            plan.fail(
-                row.number,
-                "email",
-                f"{row.data.email} appears more than once in the file (rows {numbers})",
-            )
+    """Fail every occurrence of an email the file lists twice, including occurrences that
+    failed for another reason: applying the one valid twin would be a silent guess."""
+    dupes = {k: numbers for k, numbers in plan.numbers_by_key.items() if len(numbers) > 1}
+    for key, numbers in dupes.items():
+        listed = ", ".join(str(n) for n in numbers)
+        for number in numbers:
+            plan.fail(number, "email", f"{key} appears more than once in the file (rows {listed})")
     plan.rows = [r for r in plan.rows if r.key not in dupes]
 
 
@@ -196,12 +230,19 @@ async def import_employees(
         row.id = existing.id if existing else new_id()
         row.manager_id = existing.manager_id if existing else None
 
-    _resolve_managers(plan, directory)
-    _reject_cycles(plan, {r.id: r.manager_id for r in directory.values()})
+    # Dropping a row on a cycle can strand a report whose manager was that (new) row, so
+    # resolve again until no more rows drop out.
+    while True:
+        remaining = len(plan.rows)
+        _resolve_managers(plan, directory)
+        _reject_cycles(plan, {r.id: r.manager_id for r in directory.values()})
+        if len(plan.rows) == remaining:
+            break
 
     if atomic and plan.errors:
         raise Unprocessable(
-            f"{len(plan.errors)} row(s) have errors; with atomic=true nothing was imported",
+            f"{len({e['row'] for e in plan.errors})} row(s) have errors; "
+            "with atomic=true nothing was imported",
             errors=[
                 {"loc": ["body", e["row"], *([e["field"]] if e["field"] else [])], **e}
                 for e in sorted(plan.errors, key=lambda e: e["row"])
@@ -352,7 +393,7 @@ async def _apply(
         gone = [
             {"id": r.id, "active": False, "updated_at": now}
             for k, r in directory.items()
-            if r.active and k not in plan.seen_keys
+            if r.active and k not in plan.numbers_by_key
         ]
         await service.bulk_update(session, gone)
         deactivated = len(gone)

@@ -15,9 +15,12 @@ ATTRIBUTE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def check_email(value: str) -> str:
-    """Syntax only, no DNS: documentation domains such as example.com are welcome."""
+    """Syntax only, no DNS: documentation domains such as example.com are welcome, and
+    ``test_environment`` admits the RFC 6761 ``.test`` names that test data also use."""
     try:
-        return validate_email(value.strip(), check_deliverability=False).normalized
+        return validate_email(
+            value.strip(), check_deliverability=False, test_environment=True
+        ).normalized
     except EmailNotValidError as exc:
         raise ValueError(f"{value!r} is not a valid email address: {exc}") from exc
 
@@ -43,7 +46,7 @@ Email = Annotated[
     str, Field(max_length=320, examples=["amira.haddad@example.com"]), AfterValidator(check_email)
 ]
 Name = Annotated[str, Field(max_length=200)]
-Segment = Annotated[str | None, BeforeValidator(_blank_to_none), Field(max_length=200)]
+Segment = Annotated[Annotated[str, Field(max_length=200)] | None, BeforeValidator(_blank_to_none)]
 Attributes = Annotated[
     dict[str, Annotated[str, Field(max_length=200)]], AfterValidator(check_attributes)
 ]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import new_id, utcnow
@@ -36,6 +37,26 @@ async def _email_taken(
     if except_id is not None:
         query = query.where(Employee.id != except_id)
     return (await session.scalar(query)) is not None
+
+
+def _email_conflict(email: str) -> Conflict:
+    return Conflict(
+        f"email: {email} is already in the directory",
+        errors=[{"loc": ["body", "email"], "msg": "already in the directory"}],
+        code="email_taken",
+    )
+
+
+async def _flush_unique_email(session: AsyncSession, email: str) -> None:
+    """Flush, answering 409 if the email was taken after our look-up: that look-up only
+    gives the usual answer early, a concurrent request can win the race in between, and
+    then the unique constraint decides."""
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        if "email_key" not in str(exc.orig):
+            raise
+        raise _email_conflict(email) from exc
 
 
 async def _check_manager(
@@ -75,11 +96,7 @@ async def create_employee(
 ) -> Employee:
     key = email_key(data.email)
     if await _email_taken(session, org_id, key):
-        raise Conflict(
-            f"email: {data.email} is already in the directory",
-            errors=[{"loc": ["body", "email"], "msg": "already in the directory"}],
-            code="email_taken",
-        )
+        raise _email_conflict(data.email)
     org = await organization_service.get_organization(session, org_id)
     employee = Employee(
         id=new_id(),
@@ -98,7 +115,7 @@ async def create_employee(
         await _check_manager(session, org_id, employee.id, data.manager_id)
         employee.manager_id = data.manager_id
     session.add(employee)
-    await session.flush()
+    await _flush_unique_email(session, data.email)
     return employee
 
 
@@ -113,17 +130,13 @@ async def update_employee(
     if "email" in changes:
         key = email_key(changes["email"])
         if await _email_taken(session, org_id, key, except_id=employee.id):
-            raise Conflict(
-                f"email: {changes['email']} is already in the directory",
-                errors=[{"loc": ["body", "email"], "msg": "already in the directory"}],
-                code="email_taken",
-            )
+            raise _email_conflict(changes["email"])
         employee.email_key = key
     if changes.get("manager_id") is not None:
         await _check_manager(session, org_id, employee.id, changes["manager_id"])
     for field, value in changes.items():
         setattr(employee, field, value)
-    await session.flush()
+    await _flush_unique_email(session, employee.email)
     return employee
 
 

@@ -1,0 +1,766 @@
+"""Bulk import over HTTP: JSON and CSV, managers, duplicates, cycles, errors by row,
+re-imports, deactivate_missing, atomic, and tenancy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Org
+from tests.employees.helpers import assert_problem, by_email, create_employee, list_all
+
+CSV = "text/csv; charset=utf-8"
+
+
+async def import_json(
+    client: httpx.AsyncClient, org: Org, rows: Any, **params: str
+) -> httpx.Response:
+    return await client.post("/v1/employees/import", json=rows, params=params, headers=org.admin)
+
+
+async def import_csv(
+    client: httpx.AsyncClient, org: Org, text: str | bytes, **params: str
+) -> httpx.Response:
+    content = text.encode() if isinstance(text, str) else text
+    return await client.post(
+        "/v1/employees/import",
+        content=content,
+        params=params,
+        headers={**org.admin, "Content-Type": CSV},
+    )
+
+
+def result(response: httpx.Response) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def errors_by_row(body: dict[str, Any]) -> dict[int, set[str | None]]:
+    """Row number → the fields its errors name."""
+    out: dict[int, set[str | None]] = {}
+    for error in body["errors"]:
+        assert error["msg"], error
+        out.setdefault(error["row"], set()).add(error["field"])
+    return out
+
+
+# --- the happy paths --------------------------------------------------------------------
+
+
+async def test_json_import_creates_employees(client: httpx.AsyncClient, org: Org) -> None:
+    body = result(
+        await import_json(
+            client,
+            org,
+            [
+                {"email": "omar@example.com", "name": "Omar", "team": "Sales", "locale": "ar"},
+                {"email": "lena@example.com", "name": "Lena", "timezone": "Europe/Berlin"},
+            ],
+        )
+    )
+
+    assert body == {"created": 2, "updated": 0, "unchanged": 0, "deactivated": 0, "errors": []}
+    people = await by_email(client, org)
+    assert people["omar@example.com"]["team"] == "Sales"
+    assert people["omar@example.com"]["locale"] == "ar"
+    assert people["omar@example.com"]["timezone"] == "UTC"  # the organization's default
+    assert people["lena@example.com"]["timezone"] == "Europe/Berlin"
+    assert people["lena@example.com"]["active"] is True
+
+
+async def test_csv_import_with_bom_keeps_arabic_names_exactly(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    names = {
+        "omar.farouk@example.com": "عمر فاروق",
+        "amira.haddad@example.com": "أميرة حداد",
+        "nour@example.com": "نُور الهُدى",  # with harakat, which must survive untouched
+    }
+    text = "email,name,locale\r\n" + "".join(f"{e},{n},ar\r\n" for e, n in names.items())
+
+    body = result(await import_csv(client, org, b"\xef\xbb\xbf" + text.encode("utf-8")))
+
+    assert (body["created"], body["errors"]) == (3, [])
+    people = await by_email(client, org)
+    assert {e: p["name"] for e, p in people.items()} == names
+    assert {p["locale"] for p in people.values()} == {"ar"}
+
+
+async def test_imported_employees_list_in_the_files_order(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    emails = [f"person{i:02}@example.com" for i in range(40)]
+
+    result(await import_json(client, org, [{"email": e} for e in emails]))
+
+    assert [e["email"] for e in await list_all(client, org)] == emails
+
+
+@pytest.mark.parametrize("content_type", ["text/csv", "Text/CSV; charset=UTF-8", "application/csv"])
+async def test_csv_is_recognised_by_its_media_type_in_any_case(
+    client: httpx.AsyncClient, org: Org, content_type: str
+) -> None:
+    response = await client.post(
+        "/v1/employees/import",
+        content=b"email,name\nlena@example.com,Lena\n",
+        headers={**org.admin, "Content-Type": content_type},
+    )
+
+    assert result(response)["created"] == 1
+    assert (await by_email(client, org))["lena@example.com"]["name"] == "Lena"
+
+
+async def test_manager_email_resolves_to_a_row_later_in_the_file(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    text = (
+        "email,name,manager_email\n"
+        "report@example.com,Report,boss@example.com\n"
+        "boss@example.com,Boss,\n"
+    )
+
+    body = result(await import_csv(client, org, text))
+
+    assert (body["created"], body["errors"]) == (2, [])
+    people = await by_email(client, org)
+    assert people["report@example.com"]["manager_id"] == people["boss@example.com"]["id"]
+    assert people["boss@example.com"]["manager_id"] is None
+
+
+async def test_manager_email_resolves_from_the_directory_whatever_its_case(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    boss = await create_employee(client, org, email="boss@example.com")
+
+    body = result(
+        await import_json(
+            client, org, [{"email": "report@example.com", "manager_email": "BOSS@example.com"}]
+        )
+    )
+
+    assert (body["created"], body["errors"]) == (1, [])
+    assert (await by_email(client, org))["report@example.com"]["manager_id"] == boss["id"]
+
+
+async def test_import_updates_existing_employees_by_email_whatever_its_case(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    existing = await create_employee(
+        client, org, email="lena@example.com", name="Lena", team="Sales", locale="de"
+    )
+
+    body = result(
+        await import_json(client, org, [{"email": "LENA@example.com", "team": "Support"}])
+    )
+
+    assert (body["created"], body["updated"], body["errors"]) == (0, 1, [])
+    people = await list_all(client, org)
+    assert len(people) == 1
+    assert people[0]["id"] == existing["id"]
+    assert people[0]["team"] == "Support"
+    assert people[0]["name"] == "Lena"  # not in the row: unchanged
+    assert people[0]["locale"] == "de"
+
+
+async def test_empty_manager_email_cell_clears_the_manager(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    boss = await create_employee(client, org, email="boss@example.com")
+    await create_employee(client, org, email="report@example.com", manager_id=boss["id"])
+
+    body = result(await import_csv(client, org, "email,manager_email\nreport@example.com,\n"))
+
+    assert (body["updated"], body["errors"]) == (1, [])
+    assert (await by_email(client, org))["report@example.com"]["manager_id"] is None
+
+
+async def test_attr_columns_set_attributes_and_an_empty_cell_removes_one(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    await create_employee(
+        client,
+        org,
+        email="lena@example.com",
+        attributes={"location": "Berlin", "level": "L3", "contract": "full-time"},
+    )
+    text = (
+        "email,attr.location,attr.level,attr.cost-center\n"
+        "lena@example.com,Cairo,,CC_12\n"
+        "omar@example.com,Cairo,L2,\n"
+    )
+
+    body = result(await import_csv(client, org, text))
+
+    assert (body["created"], body["updated"], body["errors"]) == (1, 1, [])
+    people = await by_email(client, org)
+    # location changed, level removed, cost-center added, contract (no column) kept.
+    assert people["lena@example.com"]["attributes"] == {
+        "location": "Cairo",
+        "cost-center": "CC_12",
+        "contract": "full-time",
+    }
+    assert people["omar@example.com"]["attributes"] == {"location": "Cairo", "level": "L2"}
+
+
+async def test_json_attr_null_removes_an_attribute(client: httpx.AsyncClient, org: Org) -> None:
+    await create_employee(
+        client, org, email="lena@example.com", attributes={"location": "Berlin", "level": "L3"}
+    )
+
+    body = result(
+        await import_json(client, org, [{"email": "lena@example.com", "attr.level": None}])
+    )
+
+    assert (body["updated"], body["errors"]) == (1, [])
+    assert (await by_email(client, org))["lena@example.com"]["attributes"] == {"location": "Berlin"}
+
+
+async def test_reimporting_the_same_file_changes_nothing(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    text = (
+        "email,name,team,department,manager_email,locale,timezone,active,attr.location\n"
+        "report@example.com,Report,Sales,Commercial,boss@example.com,fr-CA,"
+        "America/Toronto,true,Montréal\n"
+        "boss@example.com,رئيس,Sales,Commercial,,ar,Africa/Cairo,,Cairo\n"
+        "empty@example.com,,,,,,,,\n"
+    )
+    first = result(await import_csv(client, org, text))
+    before = await list_all(client, org)
+
+    second = result(await import_csv(client, org, text))
+
+    assert (first["created"], first["errors"]) == (3, [])
+    assert second == {"created": 0, "updated": 0, "unchanged": 3, "deactivated": 0, "errors": []}
+    assert await list_all(client, org) == before
+
+
+# --- rows with errors -------------------------------------------------------------------
+
+
+async def test_bad_rows_are_listed_by_row_and_field_and_good_rows_apply(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    text = (
+        "email,name,locale,timezone\n"
+        "good1@example.com,Good One,en,UTC\n"
+        "not-an-email,Bad Email,en,UTC\n"
+        "badlocale@example.com,Bad Locale,english!,UTC\n"
+        "badzone@example.com,Bad Zone,en,Mars/Olympus\n"
+        "good2@example.com,Good Two,,\n"
+    )
+
+    body = result(await import_csv(client, org, text))
+
+    # Rows count data rows from 1; the header is not a row.
+    assert errors_by_row(body) == {2: {"email"}, 3: {"locale"}, 4: {"timezone"}}
+    assert (body["created"], body["updated"]) == (2, 0)
+    assert set(await by_email(client, org)) == {"good1@example.com", "good2@example.com"}
+
+
+async def test_row_numbers_count_records_not_lines(client: httpx.AsyncClient, org: Org) -> None:
+    text = (
+        "email,name\n"
+        'multi@example.com,"Two\nLines"\n'  # one record over two lines
+        "\n"  # a blank line is no record
+        "bad-address,Bad\n"
+    )
+
+    body = result(await import_csv(client, org, text))
+
+    assert errors_by_row(body) == {2: {"email"}}
+    assert (await by_email(client, org))["multi@example.com"]["name"] == "Two\nLines"
+
+
+async def test_json_rows_are_numbered_from_one(client: httpx.AsyncClient, org: Org) -> None:
+    body = result(
+        await import_json(
+            client,
+            org,
+            [{"email": "ok@example.com"}, {"email": "ok2@example.com"}, {"email": "nope"}],
+        )
+    )
+
+    assert errors_by_row(body) == {3: {"email"}}
+    assert body["created"] == 2
+
+
+async def test_json_row_that_is_not_an_object_is_an_error_of_its_row(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    body = result(await import_json(client, org, [{"email": "ok@example.com"}, "nobody"]))
+
+    assert list(errors_by_row(body)) == [2]
+    assert body["created"] == 1
+
+
+async def test_duplicate_emails_in_one_file_report_every_occurrence_and_apply_none(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    text = (
+        "email,name\ntwin@example.com,First\nsingle@example.com,Single\nTWIN@example.com,Second\n"
+    )
+
+    body = result(await import_csv(client, org, text))
+
+    assert errors_by_row(body) == {1: {"email"}, 3: {"email"}}
+    assert all("1" in e["msg"] and "3" in e["msg"] for e in body["errors"])
+    assert body["created"] == 1
+    assert set(await by_email(client, org)) == {"single@example.com"}
+
+
+async def test_a_duplicate_is_reported_even_when_its_twin_has_another_error(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    text = "email,name,locale\ntwin@example.com,First,xx-!!\ntwin@example.com,Second,en\n"
+
+    body = result(await import_csv(client, org, text))
+
+    assert 2 in errors_by_row(body)
+    assert "email" in errors_by_row(body)[2]
+    assert await list_all(client, org) == []
+
+
+async def test_unknown_manager_email_is_an_error_of_its_row(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    body = result(
+        await import_json(
+            client,
+            org,
+            [
+                {"email": "ok@example.com"},
+                {"email": "orphan@example.com", "manager_email": "ghost@example.com"},
+            ],
+        )
+    )
+
+    assert errors_by_row(body) == {2: {"manager_email"}}
+    assert set(await by_email(client, org)) == {"ok@example.com"}
+
+
+async def test_a_manager_only_in_a_failed_row_fails_the_report_too(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    text = (
+        "email,manager_email,locale\n"
+        "report@example.com,boss@example.com,en\n"
+        "boss@example.com,,not a locale\n"
+    )
+
+    body = result(await import_csv(client, org, text))
+
+    assert errors_by_row(body) == {1: {"manager_email"}, 2: {"locale"}}
+    assert await list_all(client, org) == []
+
+
+async def test_self_manager_in_the_file_is_an_error(client: httpx.AsyncClient, org: Org) -> None:
+    body = result(
+        await import_json(
+            client, org, [{"email": "me@example.com", "manager_email": "ME@example.com"}]
+        )
+    )
+
+    assert errors_by_row(body) == {1: {"manager_email"}}
+    assert await list_all(client, org) == []
+
+
+async def test_a_cycle_within_the_file_fails_both_rows(client: httpx.AsyncClient, org: Org) -> None:
+    text = (
+        "email,manager_email\n"
+        "a@example.com,b@example.com\n"
+        "b@example.com,a@example.com\n"
+        "c@example.com,\n"
+    )
+
+    body = result(await import_csv(client, org, text))
+
+    assert errors_by_row(body) == {1: {"manager_email"}, 2: {"manager_email"}}
+    assert all("cycle" in e["msg"] for e in body["errors"])
+    assert set(await by_email(client, org)) == {"c@example.com"}
+
+
+async def test_a_report_of_a_row_on_a_cycle_fails_instead_of_crashing(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    # a and b are new and manage each other; c's manager, a, is therefore never created.
+    rows = [
+        {"email": "a@example.com", "manager_email": "b@example.com"},
+        {"email": "b@example.com", "manager_email": "a@example.com"},
+        {"email": "c@example.com", "manager_email": "a@example.com"},
+        {"email": "d@example.com"},
+    ]
+
+    body = result(await import_json(client, org, rows))
+
+    assert errors_by_row(body) == {1: {"manager_email"}, 2: {"manager_email"}, 3: {"manager_email"}}
+    assert set(await by_email(client, org)) == {"d@example.com"}
+
+
+async def test_a_cycle_through_the_directory_is_an_error(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    # In the directory B reports to A; the file would make A report to B.
+    a = await create_employee(client, org, email="a@example.com")
+    b = await create_employee(client, org, email="b@example.com", manager_id=a["id"])
+
+    body = result(
+        await import_json(
+            client, org, [{"email": "a@example.com", "manager_email": "b@example.com"}]
+        )
+    )
+
+    assert errors_by_row(body) == {1: {"manager_email"}}
+    people = await by_email(client, org)
+    assert people["a@example.com"]["manager_id"] is None
+    assert people["b@example.com"] == b
+
+
+async def test_a_file_may_untangle_a_chain_the_directory_holds(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    # In the directory B reports to A; the file swaps them, which is no cycle once applied.
+    a = await create_employee(client, org, email="a@example.com")
+    b = await create_employee(client, org, email="b@example.com", manager_id=a["id"])
+
+    body = result(
+        await import_json(
+            client,
+            org,
+            [
+                {"email": "a@example.com", "manager_email": "b@example.com"},
+                {"email": "b@example.com", "manager_email": None},
+            ],
+        )
+    )
+
+    assert (body["updated"], body["errors"]) == (2, [])
+    people = await by_email(client, org)
+    assert people["a@example.com"]["manager_id"] == b["id"]
+    assert people["b@example.com"]["manager_id"] is None
+
+
+@pytest.mark.parametrize(
+    ("header", "cell", "field"),
+    [
+        ("active", "maybe", "active"),
+        ("manager_email", "not-an-email", "manager_email"),
+    ],
+)
+async def test_a_bad_cell_is_an_error_naming_its_column(
+    client: httpx.AsyncClient, org: Org, header: str, cell: str, field: str
+) -> None:
+    text = f"email,{header}\nok@example.com,\nbad@example.com,{cell}\n"
+
+    body = result(await import_csv(client, org, text))
+
+    assert errors_by_row(body) == {2: {field}}
+    assert set(await by_email(client, org)) == {"ok@example.com"}
+
+
+async def test_a_row_with_more_than_50_attributes_is_an_error(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    many = {f"attr.a{i}": "x" for i in range(51)}
+    rows = [{"email": "many@example.com", **many}, {"email": "few@example.com", "attr.a1": "x"}]
+
+    body = result(await import_json(client, org, rows))
+
+    assert list(errors_by_row(body)) == [1]
+    assert set(await by_email(client, org)) == {"few@example.com"}
+
+
+async def test_csv_row_with_more_cells_than_the_header_is_an_error(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    text = "email,name\nok@example.com,Ok\nlong@example.com,Long,surplus\n"
+
+    body = result(await import_csv(client, org, text))
+
+    assert list(errors_by_row(body)) == [2]
+    assert set(await by_email(client, org)) == {"ok@example.com"}
+
+
+async def test_csv_row_with_fewer_cells_than_the_header_leaves_the_rest_unset(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    text = "email,name,team\nshort@example.com,Short\n"
+
+    body = result(await import_csv(client, org, text))
+
+    assert (body["created"], body["errors"]) == (1, [])
+    person = (await by_email(client, org))["short@example.com"]
+    assert (person["name"], person["team"]) == ("Short", None)
+
+
+# --- files we cannot read ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "email,name,salary\na@example.com,A,100\n",
+        "email,name,Email Address\na@example.com,A,a@example.com\n",
+    ],
+)
+async def test_unknown_csv_column_answers_422_naming_it(
+    client: httpx.AsyncClient, org: Org, content: str
+) -> None:
+    unknown = content.splitlines()[0].split(",")[-1]
+
+    response = await import_csv(client, org, content)
+
+    assert_problem(response, 422, field=unknown)
+    assert await list_all(client, org) == []
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        "attr.bad name",
+        "attr.",
+        "attr.موقع",  # attribute names are ASCII, as on POST /v1/employees
+        "attr." + "x" * 65,
+    ],
+)
+async def test_bad_attribute_column_name_answers_422_naming_it(
+    client: httpx.AsyncClient, org: Org, column: str
+) -> None:
+    response = await import_csv(client, org, f"email,{column}\na@example.com,x\n")
+
+    assert_problem(response, 422, field=column)
+    assert await list_all(client, org) == []
+
+
+async def test_unknown_json_key_answers_422_naming_it(client: httpx.AsyncClient, org: Org) -> None:
+    response = await import_json(
+        client, org, [{"email": "a@example.com"}, {"email": "b@example.com", "salary": 1}]
+    )
+
+    assert_problem(response, 422, field="salary")
+    assert await list_all(client, org) == []
+
+
+async def test_csv_without_an_email_column_answers_422(client: httpx.AsyncClient, org: Org) -> None:
+    response = await import_csv(client, org, "name,team\nA,Sales\n")
+
+    assert_problem(response, 422, field="email")
+
+
+async def test_csv_with_a_repeated_column_answers_422_naming_it(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    response = await import_csv(client, org, "email,team,team\na@example.com,Sales,Support\n")
+
+    assert_problem(response, 422, field="team")
+    assert await list_all(client, org) == []
+
+
+async def test_non_utf8_csv_answers_422(client: httpx.AsyncClient, org: Org) -> None:
+    content = "email,name\nrene@example.com,René Müller\n".encode("latin-1")
+
+    response = await import_csv(client, org, content)
+
+    assert_problem(response, 422, field="body")
+    assert await list_all(client, org) == []
+
+
+async def test_empty_csv_answers_422(client: httpx.AsyncClient, org: Org) -> None:
+    response = await import_csv(client, org, b"")
+
+    assert_problem(response, 422)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'{"email": "a@example.com"}', b'"a@example.com"', b"null", b"[{", b"\xff\xfe"],
+)
+async def test_json_body_that_is_not_an_array_answers_422(
+    client: httpx.AsyncClient, org: Org, content: bytes
+) -> None:
+    response = await client.post(
+        "/v1/employees/import",
+        content=content,
+        headers={**org.admin, "Content-Type": "application/json"},
+    )
+
+    assert_problem(response, 422, field="body")
+    assert await list_all(client, org) == []
+
+
+# --- deactivate_missing -----------------------------------------------------------------
+
+
+async def test_deactivate_missing_deactivates_only_active_employees_not_in_the_file(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    kept = await create_employee(client, org, email="kept@example.com")
+    missing = await create_employee(client, org, email="missing@example.com")
+    already = await create_employee(client, org, email="already@example.com")
+    assert (await client.delete(f"/v1/employees/{already['id']}", headers=org.admin)).is_success
+
+    body = result(
+        await import_json(
+            client,
+            org,
+            [{"email": "KEPT@example.com"}, {"email": "new@example.com"}],
+            deactivate_missing="true",
+        )
+    )
+
+    assert (body["created"], body["deactivated"], body["errors"]) == (1, 1, [])
+    people = await by_email(client, org)
+    assert people["kept@example.com"]["active"] is True
+    assert people["new@example.com"]["active"] is True
+    assert people["missing@example.com"]["active"] is False
+    assert people["already@example.com"]["active"] is False
+    assert people["missing@example.com"]["id"] == missing["id"]
+    assert people["kept@example.com"]["id"] == kept["id"]
+
+
+async def test_without_deactivate_missing_nobody_is_deactivated(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    await create_employee(client, org, email="absent@example.com")
+
+    body = result(await import_json(client, org, [{"email": "new@example.com"}]))
+
+    assert body["deactivated"] == 0
+    assert (await by_email(client, org))["absent@example.com"]["active"] is True
+
+
+@pytest.mark.parametrize(
+    "bad_row",
+    [
+        "stays@example.com,not a locale,",  # fails validation
+        "stays@example.com,en,x,surplus",  # more cells than the header
+        "STAYS@example.com,en,manager@nowhere.example",  # unknown manager
+    ],
+)
+async def test_a_failed_row_with_a_readable_email_is_not_deactivated(
+    client: httpx.AsyncClient, org: Org, bad_row: str
+) -> None:
+    await create_employee(client, org, email="stays@example.com")
+    await create_employee(client, org, email="goes@example.com")
+    text = f"email,locale,manager_email\nother@example.com,en,\n{bad_row}\n"
+
+    body = result(await import_csv(client, org, text, deactivate_missing="true"))
+
+    assert list(errors_by_row(body)) == [2]
+    assert body["deactivated"] == 1
+    people = await by_email(client, org)
+    assert people["stays@example.com"]["active"] is True
+    assert people["goes@example.com"]["active"] is False
+
+
+async def test_a_bad_attribute_column_answers_422_and_deactivates_nobody(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    await create_employee(client, org, email="stays@example.com")
+    await create_employee(client, org, email="absent@example.com")
+    rows = [{"email": "stays@example.com"}, {"email": "new@example.com", "attr.bad name": "x"}]
+
+    response = await import_json(client, org, rows, deactivate_missing="true")
+
+    assert_problem(response, 422, field="attr.bad name")
+    assert {e["active"] for e in await list_all(client, org)} == {True}
+    assert "new@example.com" not in await by_email(client, org)
+
+
+# --- atomic -----------------------------------------------------------------------------
+
+
+async def test_atomic_import_with_one_bad_row_applies_nothing(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    await create_employee(client, org, email="existing@example.com", team="Sales")
+    await create_employee(client, org, email="absent@example.com")
+    before = await list_all(client, org)
+    text = (
+        "email,team\n"
+        "existing@example.com,Support\n"
+        "new@example.com,Support\n"
+        "broken-address,Support\n"
+    )
+
+    response = await import_csv(client, org, text, atomic="true", deactivate_missing="true")
+
+    body = assert_problem(response, 422)
+    assert body["detail"].startswith("1 row(s)")
+    assert [(e["row"], e["field"]) for e in body["errors"]] == [(3, "email")]
+    assert all(e["loc"][:2] == ["body", 3] for e in body["errors"])
+    assert await list_all(client, org) == before
+
+
+async def test_atomic_import_counts_rows_not_errors(client: httpx.AsyncClient, org: Org) -> None:
+    rows = [{"email": "ok@example.com"}, {"email": "bad", "locale": "??", "timezone": "Nowhere"}]
+
+    response = await import_json(client, org, rows, atomic="true")
+
+    body = assert_problem(response, 422)
+    assert body["detail"].startswith("1 row(s)")
+    assert {e["field"] for e in body["errors"]} == {"email", "locale", "timezone"}
+    assert await list_all(client, org) == []
+
+
+async def test_atomic_import_without_errors_applies_everything(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    body = result(
+        await import_json(
+            client, org, [{"email": "a@example.com"}, {"email": "b@example.com"}], atomic="true"
+        )
+    )
+
+    assert (body["created"], body["errors"]) == (2, [])
+    assert len(await list_all(client, org)) == 2
+
+
+# --- tenancy ----------------------------------------------------------------------------
+
+
+async def test_another_organizations_import_creates_its_own_rows(
+    client: httpx.AsyncClient, org: Org, other_org: Org
+) -> None:
+    boss = await create_employee(client, org, email="boss@example.com", name="Our Boss")
+    await create_employee(
+        client, org, email="report@example.com", name="Ours", team="Sales", manager_id=boss["id"]
+    )
+    ours_before = await list_all(client, org)
+    rows = [
+        {"email": "REPORT@example.com", "name": "Theirs", "team": "Support"},
+        {"email": "solo@example.com"},
+    ]
+
+    body = result(await import_json(client, other_org, rows, deactivate_missing="true"))
+
+    assert (body["created"], body["updated"], body["deactivated"], body["errors"]) == (
+        2,
+        0,
+        0,
+        [],
+    )
+    theirs = await by_email(client, other_org)
+    assert set(theirs) == {"report@example.com", "solo@example.com"}
+    assert theirs["report@example.com"]["name"] == "Theirs"
+    assert await list_all(client, org) == ours_before
+
+
+async def test_manager_email_never_resolves_to_another_organizations_employee(
+    client: httpx.AsyncClient, org: Org, other_org: Org
+) -> None:
+    await create_employee(client, org, email="boss@example.com")
+
+    body = result(
+        await import_json(
+            client,
+            other_org,
+            [{"email": "report@example.com", "manager_email": "boss@example.com"}],
+        )
+    )
+
+    assert errors_by_row(body) == {1: {"manager_email"}}
+    assert await list_all(client, other_org) == []
