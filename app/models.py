@@ -4,5 +4,17 @@ from app.core.idempotency import IdempotencyRecord
 from app.employees.models import Employee
 from app.notifications.models import OutboxMessage
 from app.organizations.models import ApiKey, Organization
+from app.surveys.models import Answer, Invitation, Response, Survey, Wave
 
-__all__ = ["ApiKey", "Employee", "IdempotencyRecord", "Organization", "OutboxMessage"]
+__all__ = [
+    "Answer",
+    "ApiKey",
+    "Employee",
+    "IdempotencyRecord",
+    "Invitation",
+    "Organization",
+    "OutboxMessage",
+    "Response",
+    "Survey",
+    "Wave",
+]

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     email_from: str = "Pulse <pulse@localhost>"
     public_base_url: str = "http://127.0.0.1:8000"
     secret_key: SecretStr | None = None
+    old_secret_keys: list[SecretStr] = Field(default_factory=list)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
     max_body_bytes: int = Field(default=1_048_576, ge=1024)

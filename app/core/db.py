@@ -97,6 +97,9 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         datetime: UTCDateTime(),
         dict[str, Any]: JSONType,
+        list[dict[str, Any]]: JSONType,
+        list[int]: JSONType,
+        list[str]: JSONType,
     }
 
 

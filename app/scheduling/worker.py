@@ -14,6 +14,8 @@ from app.core import idempotency
 from app.core.config import Settings
 from app.core.db import Database
 from app.notifications.sender import deliver_outbox
+from app.surveys import emails as _survey_emails  # noqa: F401 - registers email kinds
+from app.surveys import waves
 
 log = logging.getLogger("pulse.worker")
 
@@ -25,6 +27,9 @@ async def purge_idempotency_records(db: Database, settings: Settings) -> int:
 
 
 STEPS: list[tuple[str, Step]] = [
+    ("close_due_waves", waves.close_due_waves),
+    ("open_due_waves", waves.open_due_waves),
+    ("send_reminders", waves.send_reminders),
     ("deliver_outbox", deliver_outbox),
     ("purge_idempotency_records", purge_idempotency_records),
 ]

@@ -1,0 +1,380 @@
+"""Waves: opening (invite the audience, queue the emails), reminding, closing.
+
+Every step is keyed so it can run twice, or in two workers at once, without doing the
+work twice: one wave per (survey, occurrence), one invitation per (wave, employee), one
+outbox row per dedupe key, and a reminder round is claimed by moving
+``wave.reminders_sent`` from n−1 to n in the transaction that queues its emails."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.config import Settings
+from app.core.db import Database, new_id, utcnow
+from app.core.errors import Conflict, NotFound
+from app.employees.models import Employee
+from app.notifications import outbox
+from app.notifications import service as notification_service
+from app.scheduling import recurrence
+from app.surveys import links
+from app.surveys import service as survey_service
+from app.surveys.models import Invitation, Survey, Wave
+from app.surveys.schemas import WaveRead
+
+log = logging.getLogger("pulse.waves")
+
+CHUNK = 5_000  # invitations written per executemany; bounds memory for huge audiences
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return module.insert(table)
+
+
+def _audience_filter(survey: Survey) -> list[Any]:
+    audience = survey.audience or {}
+    clauses: list[Any] = [
+        Employee.organization_id == survey.organization_id,
+        Employee.active.is_(True),
+    ]
+    if audience.get("teams"):
+        clauses.append(Employee.team.in_(audience["teams"]))
+    if audience.get("departments"):
+        clauses.append(Employee.department.in_(audience["departments"]))
+    for name, value in (audience.get("attributes") or {}).items():
+        clauses.append(Employee.attributes[name].as_string() == value)
+    return clauses
+
+
+async def open_wave(
+    session: AsyncSession, survey: Survey, occurrence_at: datetime, settings: Settings
+) -> uuid.UUID | None:
+    """Open the wave of one occurrence and invite its audience, in the caller's
+    transaction. Returns None when that occurrence already has a wave."""
+    now = utcnow()
+    wave_id = new_id()
+    inserted = await session.execute(
+        _insert(session, Wave)
+        .values(
+            id=wave_id,
+            organization_id=survey.organization_id,
+            survey_id=survey.id,
+            occurrence_at=occurrence_at,
+            opens_at=now,
+            closes_at=occurrence_at + timedelta(hours=survey.window_hours),
+            status="open",
+            questions=survey.questions,
+            anonymous=survey.anonymous,
+            min_group_size=survey.min_group_size,
+            reminders_hours=survey.reminders_hours,
+            reminders_sent=0,
+            invited=0,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["survey_id", "occurrence_at"])
+        .returning(Wave.id)
+    )
+    if inserted.scalar_one_or_none() is None:
+        return None
+    invited = await _invite_audience(session, survey, wave_id, settings)
+    await session.execute(update(Wave).where(Wave.id == wave_id).values(invited=invited))
+    log.info(
+        "wave opened",
+        extra={"wave_id": str(wave_id), "survey_id": str(survey.id), "invited": invited},
+    )
+    return wave_id
+
+
+async def _invite_audience(
+    session: AsyncSession, survey: Survey, wave_id: uuid.UUID, settings: Settings
+) -> int:
+    """Invitations and invitation emails for the audience, a chunk at a time."""
+    key_id, key = links.current_key(settings)
+    query = (
+        select(
+            Employee.id,
+            Employee.email,
+            Employee.name,
+            Employee.team,
+            Employee.department,
+            Employee.manager_id,
+            Employee.attributes,
+            Employee.locale,
+        )
+        .where(*_audience_filter(survey))
+        .order_by(Employee.id)
+        .execution_options(yield_per=CHUNK)
+    )
+    total = 0
+    stream = await session.stream(query)
+    async for chunk in stream.partitions(CHUNK):
+        invitations: list[dict[str, Any]] = []
+        messages: list[dict[str, Any]] = []
+        for e in chunk:
+            inv_id = new_id()
+            salt = links.new_salt()
+            invitations.append(
+                {
+                    "id": inv_id,
+                    "wave_id": wave_id,
+                    "employee_id": e.id,
+                    "salt": salt,
+                    "key_id": key_id,
+                    "token_hash": links.hash_token(links.make_token(key, inv_id, salt)),
+                    "team": e.team,
+                    "department": e.department,
+                    "manager_id": e.manager_id,
+                    "attributes": e.attributes or {},
+                    "locale": e.locale,
+                    "answered": False,
+                }
+            )
+            messages.append(
+                {
+                    "organization_id": survey.organization_id,
+                    "dedupe_key": f"invite:{wave_id}:{e.id}",
+                    "kind": "survey_invitation",
+                    "recipient": e.email,
+                    "recipient_name": e.name,
+                    "locale": e.locale,
+                    "about_type": "invitation",
+                    "about_id": inv_id,
+                    "group_id": wave_id,
+                }
+            )
+        await session.execute(insert(Invitation), invitations)
+        await outbox.enqueue_many(session, messages)
+        total += len(invitations)
+    return total
+
+
+async def open_due_waves(db: Database, settings: Settings) -> int:
+    """Worker step: open the wave of every active survey whose next opening has come.
+
+    After downtime only the latest missed occurrence opens, and only while its window
+    is still open (architecture.md, "Pulse surveys")."""
+    now = utcnow()
+    opened = 0
+    async with db.sessionmaker() as session:
+        due = (
+            (
+                await session.execute(
+                    select(Survey.id).where(
+                        Survey.status == "active", Survey.next_opening_at <= now
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+    for survey_id in due:
+        async with db.sessionmaker() as session, session.begin():
+            query = select(Survey).where(
+                Survey.id == survey_id, Survey.status == "active", Survey.next_opening_at <= now
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                # Another worker on the same survey skips it instead of waiting.
+                query = query.with_for_update(skip_locked=True)
+            survey = (await session.execute(query)).scalar_one_or_none()
+            if (
+                survey is None
+                or survey.next_opening_at is None
+                or survey.rrule is None
+                or survey.starts_at is None
+            ):
+                continue
+            latest = recurrence.latest_between(
+                survey.rrule,
+                survey.starts_at,
+                survey.timezone,
+                survey.next_opening_at - timedelta(microseconds=1),
+                now,
+            )
+            if latest is not None and latest + timedelta(hours=survey.window_hours) > now:
+                if await open_wave(session, survey, latest, settings) is not None:
+                    opened += 1
+            elif latest is not None:
+                log.warning(
+                    "missed occurrence not opened: its window has passed",
+                    extra={"survey_id": str(survey.id), "occurrence": latest.isoformat()},
+                )
+            survey.next_opening_at = survey_service.next_opening(survey, now)
+    return opened
+
+
+async def open_wave_now(
+    session: AsyncSession, org_id: uuid.UUID, survey_id: uuid.UUID, settings: Settings
+) -> Wave:
+    """Open a wave outside the schedule (``POST /v1/surveys/{id}/waves``)."""
+    survey = await survey_service.get_survey(session, org_id, survey_id)
+    if survey.status in ("archived",):
+        raise Conflict("an archived survey opens no waves", code="survey_archived")
+    wave_id = await open_wave(session, survey, utcnow(), settings)
+    if wave_id is None:  # two requests in the same microsecond
+        raise Conflict(
+            "a wave was opened for this survey at this very moment; retry", code="wave_exists"
+        )
+    return await get_wave(session, org_id, wave_id)
+
+
+async def send_reminders(db: Database, settings: Settings) -> int:
+    """Worker step: queue the next reminder round of every open wave that is due one,
+    to invitees who have not answered."""
+    now = utcnow()
+    queued = 0
+    async with db.sessionmaker() as session:
+        waves = (
+            await session.execute(
+                select(
+                    Wave.id, Wave.occurrence_at, Wave.reminders_hours, Wave.reminders_sent
+                ).where(Wave.status == "open", Wave.closes_at > now)
+            )
+        ).all()
+    for wave_id, occurrence_at, hours, sent in waves:
+        due_rounds = [
+            i
+            for i, h in enumerate(hours or [], start=1)
+            if occurrence_at + timedelta(hours=h) <= now
+        ]
+        if not due_rounds or due_rounds[-1] <= sent:
+            continue
+        round_no = due_rounds[-1]  # a worker that was down sends one round, the latest
+        async with db.sessionmaker() as session, session.begin():
+            claimed = await session.execute(
+                update(Wave)
+                .where(Wave.id == wave_id, Wave.reminders_sent == sent, Wave.status == "open")
+                .values(reminders_sent=round_no)
+            )
+            if getattr(claimed, "rowcount", 0) != 1:
+                continue  # another worker took this round
+            queued += await _queue_reminders(session, wave_id, round_no)
+    return queued
+
+
+async def _queue_reminders(session: AsyncSession, wave_id: uuid.UUID, round_no: int) -> int:
+    rows = (
+        await session.execute(
+            select(
+                Invitation.id,
+                Employee.email,
+                Employee.name,
+                Invitation.locale,
+                Wave.organization_id,
+            )
+            .join(Employee, Employee.id == Invitation.employee_id)
+            .join(Wave, Wave.id == Invitation.wave_id)
+            .where(
+                Invitation.wave_id == wave_id,
+                Invitation.answered.is_(False),
+                Employee.active.is_(True),
+            )
+        )
+    ).all()
+    await outbox.enqueue_many(
+        session,
+        [
+            {
+                "organization_id": r.organization_id,
+                "dedupe_key": f"remind:{wave_id}:{r.id}:{round_no}",
+                "kind": "survey_reminder",
+                "recipient": r.email,
+                "recipient_name": r.name,
+                "locale": r.locale,
+                "about_type": "invitation",
+                "about_id": r.id,
+                "group_id": wave_id,
+            }
+            for r in rows
+        ],
+    )
+    return len(rows)
+
+
+async def close_due_waves(db: Database, settings: Settings) -> int:
+    """Worker step: close every open wave whose window has ended."""
+    now = utcnow()
+    async with db.sessionmaker() as session, session.begin():
+        result = await session.execute(
+            update(Wave)
+            .where(Wave.status == "open", Wave.closes_at <= now)
+            .values(status="closed", closed_at=now)
+        )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def close_wave(session: AsyncSession, org_id: uuid.UUID, wave_id: uuid.UUID) -> Wave:
+    """Close a wave early; its links answer 410 from now on."""
+    wave = await _get_wave_row(session, org_id, wave_id)
+    if wave.status == "open":
+        wave.status = "closed"
+        wave.closed_at = utcnow()
+        await session.flush()
+    return await get_wave(session, org_id, wave_id)
+
+
+async def _get_wave_row(session: AsyncSession, org_id: uuid.UUID, wave_id: uuid.UUID) -> Wave:
+    wave = await session.get(Wave, wave_id)
+    if wave is None or wave.organization_id != org_id:
+        raise NotFound(f"no wave with id {wave_id}")
+    return wave
+
+
+async def _responded(session: AsyncSession, wave_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+    rows = await session.execute(
+        select(Invitation.wave_id, func.count())
+        .where(Invitation.wave_id.in_(wave_ids), Invitation.answered.is_(True))
+        .group_by(Invitation.wave_id)
+    )
+    return {w: n for w, n in rows.all()}
+
+
+async def to_reads(session: AsyncSession, waves: Sequence[Wave]) -> list[WaveRead]:
+    ids = [w.id for w in waves]
+    responded = await _responded(session, ids)
+    deliveries = await notification_service.delivery_counts(session, ids)
+    out = []
+    for w in waves:
+        n = responded.get(w.id, 0)
+        counts = deliveries.get(w.id)
+        out.append(
+            WaveRead(
+                id=w.id,
+                survey_id=w.survey_id,
+                opens_at=w.opens_at,
+                closes_at=w.closes_at,
+                closed_at=w.closed_at,
+                status=w.status,
+                invited=w.invited,
+                responded=n,
+                response_rate=round(n / w.invited, 3) if w.invited else None,
+                deliveries=counts.model_dump() if counts else {"queued": 0, "sent": 0, "failed": 0},
+            )
+        )
+    return out
+
+
+async def get_wave(session: AsyncSession, org_id: uuid.UUID, wave_id: uuid.UUID) -> Wave:
+    return await _get_wave_row(session, org_id, wave_id)
+
+
+async def list_waves(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    survey_id: uuid.UUID,
+    *,
+    limit: int,
+    after: uuid.UUID | None,
+) -> Sequence[Wave]:
+    await survey_service.get_survey(session, org_id, survey_id)
+    query = select(Wave).where(Wave.survey_id == survey_id)
+    if after is not None:
+        query = query.where(Wave.id > after)
+    return (await session.execute(query.order_by(Wave.id).limit(limit + 1))).scalars().all()
