@@ -119,10 +119,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         try:
             async with db.sessionmaker() as session, session.begin():
                 if await data.database_is_empty(session):
-                    key = await data.load_demo(session)
+                    key = await data.load_demo(session, settings)
                     count = await data.employee_count(session)
                     print(
-                        f"pulse: demo organization {data.DEMO_ORG!r} created with {count} employees"
+                        f"pulse: demo organization {data.DEMO_ORG!r} created with {count} "
+                        "employees and a year of monthly pulse results"
                     )
                 elif not args.if_empty:
                     print(
@@ -135,8 +136,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     key = key_file.read_text().strip()
                 else:
                     key = await data.new_admin_key(session, "make-run")
+            async with db.sessionmaker() as session:
+                links = await data.demo_links(session, settings)
         finally:
             await db.dispose()
+        for name, locale, link in links:
+            print(f"pulse: open survey link for {name} ({locale}): {link}")
         if key_file is not None:
             key_file.write_text(key + "\n")
             key_file.chmod(0o600)

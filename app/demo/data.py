@@ -12,7 +12,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.config import Settings
 from app.core.db import new_id
+from app.demo.surveys import load_survey_history, open_wave_links
 from app.employees import service as employee_service
 from app.employees.models import Employee
 from app.organizations import service as organization_service
@@ -171,13 +173,15 @@ def build_employees(org_id: uuid.UUID) -> list[dict[str, Any]]:
     return rows
 
 
-async def load_demo(session: AsyncSession) -> str:
-    """Create the demo organization and its directory; returns a new admin key."""
+async def load_demo(session: AsyncSession, settings: Settings) -> str:
+    """Create the demo organization, its directory and a year of survey history;
+    returns a new admin key."""
     org = await organization_service.get_or_create_organization(session, DEMO_ORG)
     org.default_timezone = "Europe/London"
     rows = build_employees(org.id)
     # Insert managers before their reports: rows are built top-down.
     await employee_service.bulk_insert(session, rows)
+    await load_survey_history(session, org.id, settings)
     _, key = await organization_service.create_api_key(
         session, org.id, ApiKeyCreate(name="demo", scope="admin")
     )
@@ -200,3 +204,15 @@ async def new_admin_key(session: AsyncSession, name: str) -> str:
 
 async def employee_count(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).select_from(Employee)) or 0)
+
+
+async def demo_links(session: AsyncSession, settings: Settings) -> list[tuple[str, str, str]]:
+    """Links to the demo's open wave, one per locale (see open_wave_links)."""
+    from app.surveys.models import Survey
+
+    survey_id = await session.scalar(
+        select(Survey.id).where(Survey.name == "Monthly pulse").limit(1)
+    )
+    if survey_id is None:
+        return []
+    return await open_wave_links(session, survey_id, settings)
