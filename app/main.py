@@ -23,6 +23,7 @@ from app.core.validation import reject_nul_in_request
 from app.employees.router import router as employees_router
 from app.notifications.router import router as notifications_router
 from app.organizations.router import router as organizations_router
+from app.reports.router import router as reports_router
 from app.surveys import emails as _survey_emails  # noqa: F401 - registers email kinds
 from app.surveys.router import router as surveys_router
 
@@ -84,6 +85,7 @@ def create_app(
     app.include_router(employees_router)
     app.include_router(notifications_router)
     app.include_router(surveys_router)
+    app.include_router(reports_router)
     _add_operations(app, settings)
 
     # Added innermost first: the request-context layer must see everything, including 413s.
