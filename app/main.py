@@ -13,6 +13,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from app.checkins import emails as _checkin_emails  # noqa: F401 - registers email kinds
+from app.checkins.router import router as checkins_router
 from app.core import migrations
 from app.core.config import Settings, get_settings
 from app.core.db import Database
@@ -25,6 +27,8 @@ from app.notifications.router import router as notifications_router
 from app.organizations.router import router as organizations_router
 from app.reports.router import router as reports_router
 from app.surveys import emails as _survey_emails  # noqa: F401 - registers email kinds
+from app.surveys.pages import pages_router as survey_pages_router
+from app.surveys.pages import respond_router as survey_respond_router
 from app.surveys.router import router as surveys_router
 
 log = logging.getLogger("pulse.app")
@@ -85,7 +89,10 @@ def create_app(
     app.include_router(employees_router)
     app.include_router(notifications_router)
     app.include_router(surveys_router)
+    app.include_router(survey_pages_router)
+    app.include_router(survey_respond_router)
     app.include_router(reports_router)
+    app.include_router(checkins_router)
     _add_operations(app, settings)
 
     # Added innermost first: the request-context layer must see everything, including 413s.

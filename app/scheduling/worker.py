@@ -10,6 +10,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from app.checkins import emails as _checkin_emails  # noqa: F401 - registers email kinds
+from app.checkins import meetings
 from app.core import idempotency
 from app.core.config import Settings
 from app.core.db import Database
@@ -30,6 +32,9 @@ STEPS: list[tuple[str, Step]] = [
     ("close_due_waves", waves.close_due_waves),
     ("open_due_waves", waves.open_due_waves),
     ("send_reminders", waves.send_reminders),
+    ("end_series_of_inactive", meetings.end_series_of_inactive),
+    ("materialise_meetings", meetings.materialise_meetings),
+    ("send_checkins", meetings.send_checkins),
     ("deliver_outbox", deliver_outbox),
     ("purge_idempotency_records", purge_idempotency_records),
 ]
