@@ -138,10 +138,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     key = await data.new_admin_key(session, "make-run")
             async with db.sessionmaker() as session:
                 links = await data.demo_links(session, settings)
+                meeting = await data.demo_meeting_links(session, settings)
         finally:
             await db.dispose()
         for name, locale, link in links:
             print(f"pulse: open survey link for {name} ({locale}): {link}")
+        for role, name, link in meeting:
+            print(f"pulse: next one-on-one, {role} page for {name}: {link}")
         if key_file is not None:
             key_file.write_text(key + "\n")
             key_file.chmod(0o600)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
 from app.core.db import new_id
+from app.demo.checkins import load_checkins, meeting_links
 from app.demo.surveys import load_survey_history, open_wave_links
 from app.employees import service as employee_service
 from app.employees.models import Employee
@@ -182,6 +183,7 @@ async def load_demo(session: AsyncSession, settings: Settings) -> str:
     # Insert managers before their reports: rows are built top-down.
     await employee_service.bulk_insert(session, rows)
     await load_survey_history(session, org.id, settings)
+    await load_checkins(session, org.id, settings)
     _, key = await organization_service.create_api_key(
         session, org.id, ApiKeyCreate(name="demo", scope="admin")
     )
@@ -216,3 +218,10 @@ async def demo_links(session: AsyncSession, settings: Settings) -> list[tuple[st
     if survey_id is None:
         return []
     return await open_wave_links(session, survey_id, settings)
+
+
+async def demo_meeting_links(
+    session: AsyncSession, settings: Settings
+) -> list[tuple[str, str, str]]:
+    """The manager's and the report's link to the next demo one-on-one."""
+    return await meeting_links(session, settings)
