@@ -8,6 +8,7 @@ hour takes its first occurrence, as RFC 5545 §3.3.5 says. So "09:00 Europe/Berl
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -15,6 +16,20 @@ from dateutil.rrule import DAILY, rrule, rrulestr
 
 # More often than daily would be a survey (or a meeting) spamming people.
 MIN_FREQUENCY = DAILY
+
+# RFC 5545 §3.3.10: with a DTSTART in a time zone, UNTIL must be given in UTC ("Z").
+_UTC_UNTIL = re.compile(r"(UNTIL=)(\d{8}T\d{6})Z", re.IGNORECASE)
+
+
+def _until_in_local_time(text: str, timezone: str) -> str:
+    """Rewrite a UTC ``UNTIL`` as the local wall time it denotes: the rule runs on naive
+    local times, and dateutil refuses to compare an aware UNTIL with a naive start."""
+
+    def local(match: re.Match[str]) -> str:
+        at = datetime.strptime(match.group(2), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+        return match.group(1) + at.astimezone(ZoneInfo(timezone)).strftime("%Y%m%dT%H%M%S")
+
+    return _UTC_UNTIL.sub(local, text)
 
 
 def parse_rule(text: str, starts_at: datetime, timezone: str) -> rrule:
@@ -25,10 +40,10 @@ def parse_rule(text: str, starts_at: datetime, timezone: str) -> rrule:
         cleaned = cleaned[6:]
     if not cleaned or "\n" in cleaned or "DTSTART" in cleaned.upper():
         raise ValueError("give one RRULE line without DTSTART, e.g. FREQ=WEEKLY;BYDAY=MO;BYHOUR=9")
-    local_start = starts_at.astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
     try:
-        rule = rrulestr(cleaned, dtstart=local_start)
-    except (ValueError, TypeError) as exc:
+        local_start = starts_at.astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
+        rule = rrulestr(_until_in_local_time(cleaned, timezone), dtstart=local_start)
+    except (ValueError, TypeError, OverflowError) as exc:
         raise ValueError(f"not a valid RRULE: {exc}") from exc
     if not isinstance(rule, rrule):
         raise ValueError("give a single RRULE")
@@ -36,7 +51,30 @@ def parse_rule(text: str, starts_at: datetime, timezone: str) -> rrule:
         raise ValueError(
             "the rule may repeat at most daily (FREQ=DAILY, WEEKLY, MONTHLY or YEARLY)"
         )
+    # BYHOUR=9,17 (or several minutes or seconds) would fire more than once a day while
+    # claiming FREQ=DAILY: the same spam the frequency limit is there to stop.
+    times_of_day = 1
+    for part in ("_byhour", "_byminute", "_bysecond"):
+        times_of_day *= len(getattr(rule, part, None) or (0,))
+    if times_of_day > 1:
+        raise ValueError("the rule may fire at one time of day only (one BYHOUR, one BYMINUTE)")
+    # dateutil accepts INTERVAL=0 and only fails while iterating (a 500 later, not a 422).
+    if getattr(rule, "_interval", 1) < 1:
+        raise ValueError("INTERVAL must be 1 or more")
     return rule
+
+
+def check_rule(text: str, starts_at: datetime, timezone: str) -> None:
+    """Everything ``parse_rule`` checks, plus that the rule occurs at least once: a
+    schedule that never fires (BYMONTHDAY=30 in February, COUNT=0) is a mistake to
+    report when it is written, not a survey that silently never opens."""
+    rule = parse_rule(text, starts_at, timezone)
+    try:
+        first = next(iter(rule), None)
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(f"not a valid RRULE: {exc}") from exc
+    if first is None:
+        raise ValueError("the rule has no occurrence at or after starts_at")
 
 
 def localize(local: datetime, timezone: str) -> datetime:

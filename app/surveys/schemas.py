@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from app.core.validation import TimeZone, check_locale
-from app.scheduling.recurrence import parse_rule
+from app.scheduling.recurrence import check_rule
 
 QuestionKind = Literal["enps", "rating", "single_choice", "multi_choice", "yes_no", "text"]
 SurveyStatus = Literal["draft", "active", "paused", "archived"]
@@ -103,7 +103,7 @@ class Schedule(BaseModel):
         if self.starts_at.tzinfo is None:
             raise ValueError("starts_at: needs a UTC offset, e.g. 2027-01-01T00:00:00+01:00")
         try:
-            parse_rule(self.rrule, self.starts_at, self.timezone)
+            check_rule(self.rrule, self.starts_at, self.timezone)
         except ValueError as exc:
             raise ValueError(f"rrule: {exc}") from exc
         return self

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,7 +16,14 @@ from app.core.errors import Conflict, NotFound, Unprocessable
 from app.organizations import service as organization_service
 from app.scheduling import recurrence
 from app.surveys.models import Survey
-from app.surveys.schemas import Schedule, SurveyCreate, SurveyRead, SurveyUpdate
+from app.surveys.schemas import (
+    DEFAULT_ENPS_PROMPT,
+    Question,
+    Schedule,
+    SurveyCreate,
+    SurveyRead,
+    SurveyUpdate,
+)
 
 DEFAULT_COMMENT_MIN_GROUP_SIZE = 5
 
@@ -31,14 +39,27 @@ TRANSITIONS = {
 def schedule_of(survey: Survey) -> Schedule | None:
     if survey.rrule is None or survey.starts_at is None:
         return None
-    return Schedule(rrule=survey.rrule, timezone=survey.timezone, starts_at=survey.starts_at)
+    # Stored rules were validated when written; re-validating on every read would turn a
+    # rule that a later release checks more strictly into a 500 on GET.
+    return Schedule.model_construct(
+        rrule=survey.rrule,
+        timezone=survey.timezone,
+        starts_at=survey.starts_at.astimezone(ZoneInfo(survey.timezone)),
+    )
 
 
 def to_read(survey: Survey) -> SurveyRead:
+    """The API view. Schedule times are shown in the survey's own zone, whatever offset
+    they were written with or read back from the database (UTC), so the answer to a
+    POST and a later GET are the same document."""
+    next_opening = survey.next_opening_at
     return SurveyRead.model_validate(
         {
             **{c: getattr(survey, c) for c in SurveyRead.model_fields if hasattr(survey, c)},
             "schedule": schedule_of(survey),
+            "next_opening_at": next_opening.astimezone(ZoneInfo(survey.timezone))
+            if next_opening is not None
+            else None,
         }
     )
 
@@ -62,8 +83,6 @@ def _refresh_next_opening(survey: Survey) -> None:
 
 
 def _just_before(at: datetime) -> datetime:
-    from datetime import timedelta
-
     return at - timedelta(microseconds=1)
 
 
@@ -76,8 +95,20 @@ def _check_comment_threshold(min_group: int, comment_min: int) -> None:
         )
 
 
-def _questions_json(questions: Sequence[Any]) -> list[dict[str, Any]]:
-    return [q.model_dump(exclude_none=True) for q in questions]
+def _questions_json(questions: Sequence[Question], org_name: str) -> list[dict[str, Any]]:
+    """Questions as stored, with the built-in eNPS prompt filled in where none was given:
+    stored rather than applied when shown, so the API shows HR exactly what employees
+    read and a wave freezes it with the other questions."""
+    out = []
+    for q in questions:
+        data = q.model_dump(exclude_none=True)
+        if q.kind == "enps" and q.prompt is None:
+            data["prompt"] = {
+                locale: text.replace("{org}", org_name)
+                for locale, text in DEFAULT_ENPS_PROMPT.items()
+            }
+        out.append(data)
+    return out
 
 
 async def create_survey(session: AsyncSession, org_id: uuid.UUID, data: SurveyCreate) -> Survey:
@@ -92,7 +123,7 @@ async def create_survey(session: AsyncSession, org_id: uuid.UUID, data: SurveyCr
         anonymous=data.anonymous,
         min_group_size=min_group,
         comment_min_group_size=comment_min,
-        questions=_questions_json(data.questions),
+        questions=_questions_json(data.questions, org.name),
         rrule=data.schedule.rrule if data.schedule else None,
         timezone=data.schedule.timezone if data.schedule else org.default_timezone,
         starts_at=data.schedule.starts_at if data.schedule else None,
@@ -134,9 +165,13 @@ async def update_survey(
 ) -> Survey:
     survey = await get_survey(session, org_id, survey_id)
     changes = data.model_dump(exclude_unset=True)
+    # Only ``schedule`` may be null (it removes the schedule); a null elsewhere would be
+    # silently ignored or stored as a broken row.
     for field in (
         "name",
         "anonymous",
+        "min_group_size",
+        "comment_min_group_size",
         "questions",
         "window_hours",
         "reminders_hours",
@@ -145,13 +180,16 @@ async def update_survey(
     ):
         if field in changes and changes[field] is None:
             raise Unprocessable.field(["body", field], "may not be null")
+    # The transition check comes first so that "archived → active" is named as the
+    # status error it is, rather than a generic conflict.
+    status_changed = "status" in changes and changes["status"] != survey.status
+    if status_changed and changes["status"] not in TRANSITIONS[survey.status]:
+        raise Unprocessable.field(
+            ["body", "status"], f"cannot go from {survey.status} to {changes['status']}"
+        )
     if survey.status == "archived" and changes:
         raise Conflict("an archived survey cannot change", code="survey_archived")
-    if "status" in changes and changes["status"] != survey.status:
-        if changes["status"] not in TRANSITIONS[survey.status]:
-            raise Unprocessable.field(
-                ["body", "status"], f"cannot go from {survey.status} to {changes['status']}"
-            )
+    if status_changed:
         survey.status = changes["status"]
     window = changes.get("window_hours", survey.window_hours)
     reminders = changes.get("reminders_hours", survey.reminders_hours)
@@ -167,7 +205,8 @@ async def update_survey(
     if "anonymous" in changes:
         survey.anonymous = changes["anonymous"]
     if data.questions is not None:
-        survey.questions = _questions_json(data.questions)
+        org = await organization_service.get_organization(session, org_id)
+        survey.questions = _questions_json(data.questions, org.name)
     if data.audience is not None:
         survey.audience = data.audience.model_dump()
     if "schedule" in changes:
@@ -181,7 +220,10 @@ async def update_survey(
     )
     _check_comment_threshold(min_group, comment_min)
     survey.min_group_size, survey.comment_min_group_size = min_group, comment_min
-    _refresh_next_opening(survey)
+    # Recompute the next opening only when what decides it changed: recomputing "from
+    # now" on a rename would skip an occurrence that came due since the last tick.
+    if status_changed or "schedule" in changes:
+        _refresh_next_opening(survey)
     await session.flush()
     return survey
 

@@ -55,11 +55,16 @@ def _audience_filter(survey: Survey) -> list[Any]:
 
 
 async def open_wave(
-    session: AsyncSession, survey: Survey, occurrence_at: datetime, settings: Settings
+    session: AsyncSession,
+    survey: Survey,
+    occurrence_at: datetime,
+    settings: Settings,
+    *,
+    now: datetime | None = None,
 ) -> uuid.UUID | None:
     """Open the wave of one occurrence and invite its audience, in the caller's
     transaction. Returns None when that occurrence already has a wave."""
-    now = utcnow()
+    now = now or utcnow()
     wave_id = new_id()
     inserted = await session.execute(
         _insert(session, Wave)
@@ -176,37 +181,51 @@ async def open_due_waves(db: Database, settings: Settings) -> int:
             .all()
         )
     for survey_id in due:
-        async with db.sessionmaker() as session, session.begin():
-            query = select(Survey).where(
-                Survey.id == survey_id, Survey.status == "active", Survey.next_opening_at <= now
-            )
-            if session.get_bind().dialect.name == "postgresql":
-                # Another worker on the same survey skips it instead of waiting.
-                query = query.with_for_update(skip_locked=True)
-            survey = (await session.execute(query)).scalar_one_or_none()
-            if (
-                survey is None
-                or survey.next_opening_at is None
-                or survey.rrule is None
-                or survey.starts_at is None
-            ):
-                continue
-            latest = recurrence.latest_between(
-                survey.rrule,
-                survey.starts_at,
-                survey.timezone,
-                survey.next_opening_at - timedelta(microseconds=1),
-                now,
-            )
-            if latest is not None and latest + timedelta(hours=survey.window_hours) > now:
-                if await open_wave(session, survey, latest, settings) is not None:
+        # One survey per transaction, and one survey's failure (a rule that no longer
+        # parses, a database error) is logged and rolled back whole without keeping the
+        # surveys after it from opening.
+        try:
+            async with db.sessionmaker() as session, session.begin():
+                if await _open_due_wave(session, survey_id, now, settings):
                     opened += 1
-            elif latest is not None:
-                log.warning(
-                    "missed occurrence not opened: its window has passed",
-                    extra={"survey_id": str(survey.id), "occurrence": latest.isoformat()},
-                )
-            survey.next_opening_at = survey_service.next_opening(survey, now)
+        except Exception:
+            log.exception("could not open the due wave", extra={"survey_id": str(survey_id)})
+    return opened
+
+
+async def _open_due_wave(
+    session: AsyncSession, survey_id: uuid.UUID, now: datetime, settings: Settings
+) -> bool:
+    """Open the latest due occurrence of one survey, if its window is still open, and
+    move the survey's next opening past ``now``; True when a wave opened."""
+    query = select(Survey).where(
+        Survey.id == survey_id, Survey.status == "active", Survey.next_opening_at <= now
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        # Another worker on the same survey skips it instead of waiting.
+        query = query.with_for_update(skip_locked=True)
+    survey = (await session.execute(query)).scalar_one_or_none()
+    if survey is None or survey.next_opening_at is None:
+        return False
+    if survey.rrule is None or survey.starts_at is None:
+        survey.next_opening_at = None  # no schedule left: stop finding it due every tick
+        return False
+    latest = recurrence.latest_between(
+        survey.rrule,
+        survey.starts_at,
+        survey.timezone,
+        survey.next_opening_at - timedelta(microseconds=1),
+        now,
+    )
+    opened = False
+    if latest is not None and latest + timedelta(hours=survey.window_hours) > now:
+        opened = await open_wave(session, survey, latest, settings) is not None
+    elif latest is not None:
+        log.warning(
+            "missed occurrence not opened: its window has passed",
+            extra={"survey_id": str(survey.id), "occurrence": latest.isoformat()},
+        )
+    survey.next_opening_at = survey_service.next_opening(survey, now)
     return opened
 
 
@@ -217,7 +236,9 @@ async def open_wave_now(
     survey = await survey_service.get_survey(session, org_id, survey_id)
     if survey.status in ("archived",):
         raise Conflict("an archived survey opens no waves", code="survey_archived")
-    wave_id = await open_wave(session, survey, utcnow(), settings)
+    # One clock reading for occurrence and opening, so the window is exactly window_hours.
+    now = utcnow()
+    wave_id = await open_wave(session, survey, now, settings, now=now)
     if wave_id is None:  # two requests in the same microsecond
         raise Conflict(
             "a wave was opened for this survey at this very moment; retry", code="wave_exists"
@@ -227,35 +248,40 @@ async def open_wave_now(
 
 async def send_reminders(db: Database, settings: Settings) -> int:
     """Worker step: queue the next reminder round of every open wave that is due one,
-    to invitees who have not answered."""
+    to invitees who have not answered.
+
+    Offsets count from when the wave opened (its invitations went out), not from its
+    scheduled occurrence: a missed occurrence opened late must not send its invitation
+    and an overdue reminder in the same minute."""
     now = utcnow()
     queued = 0
     async with db.sessionmaker() as session:
         waves = (
             await session.execute(
-                select(
-                    Wave.id, Wave.occurrence_at, Wave.reminders_hours, Wave.reminders_sent
-                ).where(Wave.status == "open", Wave.closes_at > now)
+                select(Wave.id, Wave.opens_at, Wave.reminders_hours, Wave.reminders_sent).where(
+                    Wave.status == "open", Wave.closes_at > now
+                )
             )
         ).all()
-    for wave_id, occurrence_at, hours, sent in waves:
+    for wave_id, opens_at, hours, sent in waves:
         due_rounds = [
-            i
-            for i, h in enumerate(hours or [], start=1)
-            if occurrence_at + timedelta(hours=h) <= now
+            i for i, h in enumerate(hours or [], start=1) if opens_at + timedelta(hours=h) <= now
         ]
         if not due_rounds or due_rounds[-1] <= sent:
             continue
         round_no = due_rounds[-1]  # a worker that was down sends one round, the latest
-        async with db.sessionmaker() as session, session.begin():
-            claimed = await session.execute(
-                update(Wave)
-                .where(Wave.id == wave_id, Wave.reminders_sent == sent, Wave.status == "open")
-                .values(reminders_sent=round_no)
-            )
-            if getattr(claimed, "rowcount", 0) != 1:
-                continue  # another worker took this round
-            queued += await _queue_reminders(session, wave_id, round_no)
+        try:
+            async with db.sessionmaker() as session, session.begin():
+                claimed = await session.execute(
+                    update(Wave)
+                    .where(Wave.id == wave_id, Wave.reminders_sent == sent, Wave.status == "open")
+                    .values(reminders_sent=round_no)
+                )
+                if getattr(claimed, "rowcount", 0) != 1:
+                    continue  # another worker took this round
+                queued += await _queue_reminders(session, wave_id, round_no)
+        except Exception:
+            log.exception("could not queue reminders", extra={"wave_id": str(wave_id)})
     return queued
 
 
