@@ -1,9 +1,12 @@
-"""The SQL behind reports: counts per wave and group, computed by the database.
+"""The SQL behind reports: counts per wave and segment, computed by the database.
 
-Each query groups by (wave, segment) with conditional counts and returns a few rows per
-wave; nothing here loads individual answers. Periods (week, month, quarter) are then
-assigned per wave (see service.py): a wave's occurrence decides its period, which is exact
-across daylight-saving changes on SQLite too, where the database has no time zones."""
+Each count query groups by (wave, the segments asked for) with conditional counts and
+returns a few rows per wave; nothing here loads individual answers. Filters on team and
+department are *not* applied here for the counts: suppression must judge a filtered
+cell inside the whole organization's breakdown (service.py), so the service asks for
+the segments it needs and filters the rows itself. Periods (week, month, quarter) are
+assigned per wave in Python from the wave's occurrence, which is exact across
+daylight-saving changes on SQLite too, where the database has no time zones."""
 
 from __future__ import annotations
 
@@ -11,24 +14,80 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, case, func, literal, select, text
+from sqlalchemy import Select, case, func, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.surveys.models import Answer, Invitation, Response
 
-GROUPS = ("team", "department", "manager")
+# One row: the wave, one value per segment asked for (in order), then the counts.
+CountRow = tuple[Any, ...]
 
 
-def group_expr(model: Any, group_by: str | None) -> Any:
-    """The segment column of a response or invitation for a ``group_by`` value."""
-    if group_by is None:
-        return literal(None)
-    if group_by == "manager":
+def segment_expr(model: Any, name: str) -> Any:
+    """The column of a response or invitation for a segment name: ``team``,
+    ``department``, ``manager`` or ``attribute:<name>``."""
+    if name == "manager":
         return model.manager_id
-    if group_by in ("team", "department"):
-        return getattr(model, group_by)
-    name = group_by.removeprefix("attribute:")
-    return model.attributes[name].as_string()
+    if name in ("team", "department"):
+        return getattr(model, name)
+    return model.attributes[name.removeprefix("attribute:")].as_string()
+
+
+def _by_wave_and(
+    wave_column: Any, model: Any, segments: Sequence[str], counts: Sequence[Any]
+) -> Select[Any]:
+    """SELECT wave, *segments, *counts … GROUP BY wave and segments. Grouped by
+    position: PostgreSQL matches a GROUP BY expression to the select list textually,
+    and an attribute lookup bound twice ($1, $2) would never match itself."""
+    columns = [segment_expr(model, s) for s in segments]
+    positions: list[Any] = [literal_column(str(i + 1)) for i in range(len(columns) + 1)]
+    return select(wave_column, *columns, *counts).group_by(*positions)
+
+
+async def enps_counts(
+    session: AsyncSession, wave_ids: Sequence[uuid.UUID], segments: Sequence[str]
+) -> list[CountRow]:
+    """(wave_id, *segments, promoters, passives, detractors) over every eNPS answer."""
+    if not wave_ids:
+        return []
+    counts = [
+        func.count(case((Answer.score >= 9, 1))),
+        func.count(case((Answer.score.between(7, 8), 1))),
+        func.count(case((Answer.score <= 6, 1))),
+    ]
+    query = _by_wave_and(Answer.wave_id, Response, segments, counts).where(
+        Answer.wave_id.in_(wave_ids), Answer.kind == "enps", Answer.score.is_not(None)
+    )
+    if segments:
+        # Without segments the covering index on answer(wave_id, kind, score) answers
+        # alone; the join is paid only when a segment is asked for.
+        query = query.join(Response, Response.id == Answer.response_id)
+    return [tuple(r) for r in (await session.execute(query)).all()]
+
+
+async def participation_counts(
+    session: AsyncSession, wave_ids: Sequence[uuid.UUID], segments: Sequence[str]
+) -> list[CountRow]:
+    """(wave_id, *segments, invited, responded) from the invitations' segment snapshots."""
+    if not wave_ids:
+        return []
+    counts = [func.count(), func.count(case((Invitation.answered.is_(True), 1)))]
+    query = _by_wave_and(Invitation.wave_id, Invitation, segments, counts).where(
+        Invitation.wave_id.in_(wave_ids)
+    )
+    return [tuple(r) for r in (await session.execute(query)).all()]
+
+
+async def response_counts(
+    session: AsyncSession, wave_ids: Sequence[uuid.UUID], segments: Sequence[str]
+) -> list[CountRow]:
+    """(wave_id, *segments, responses): respondents per wave and segment."""
+    if not wave_ids:
+        return []
+    query = _by_wave_and(Response.wave_id, Response, segments, [func.count()]).where(
+        Response.wave_id.in_(wave_ids)
+    )
+    return [tuple(r) for r in (await session.execute(query)).all()]
 
 
 def _filters(model: Any, team: str | None, department: str | None) -> list[Any]:
@@ -38,80 +97,6 @@ def _filters(model: Any, team: str | None, department: str | None) -> list[Any]:
     if department is not None:
         out.append(model.department == department)
     return out
-
-
-async def enps_counts(
-    session: AsyncSession,
-    wave_ids: Sequence[uuid.UUID],
-    *,
-    group_by: str | None,
-    team: str | None,
-    department: str | None,
-) -> list[tuple[uuid.UUID, Any, int, int, int]]:
-    """(wave_id, group, promoters, passives, detractors) for every eNPS answer."""
-    if not wave_ids:
-        return []
-    group = group_expr(Response, group_by)
-    query: Select[Any] = (
-        select(
-            Answer.wave_id,
-            group.label("grp"),
-            func.count(case((Answer.score >= 9, 1))),
-            func.count(case((Answer.score.between(7, 8), 1))),
-            func.count(case((Answer.score <= 6, 1))),
-        )
-        .join(Response, Response.id == Answer.response_id)
-        .where(
-            Answer.wave_id.in_(wave_ids),
-            Answer.kind == "enps",
-            Answer.score.is_not(None),
-            *_filters(Response, team, department),
-        )
-        .group_by(Answer.wave_id, group)
-    )
-    return [tuple(r) for r in (await session.execute(query)).all()]
-
-
-async def participation_counts(
-    session: AsyncSession,
-    wave_ids: Sequence[uuid.UUID],
-    *,
-    group_by: str | None,
-    team: str | None,
-    department: str | None,
-) -> list[tuple[uuid.UUID, Any, int, int]]:
-    """(wave_id, group, invited, responded) from the invitations' segment snapshots."""
-    if not wave_ids:
-        return []
-    group = group_expr(Invitation, group_by)
-    query: Select[Any] = (
-        select(
-            Invitation.wave_id,
-            group.label("grp"),
-            func.count(),
-            func.count(case((Invitation.answered.is_(True), 1))),
-        )
-        .where(Invitation.wave_id.in_(wave_ids), *_filters(Invitation, team, department))
-        .group_by(Invitation.wave_id, group)
-    )
-    return [tuple(r) for r in (await session.execute(query)).all()]
-
-
-async def response_counts(
-    session: AsyncSession,
-    wave_ids: Sequence[uuid.UUID],
-    *,
-    team: str | None,
-    department: str | None,
-) -> dict[uuid.UUID, int]:
-    if not wave_ids:
-        return {}
-    query = (
-        select(Response.wave_id, func.count())
-        .where(Response.wave_id.in_(wave_ids), *_filters(Response, team, department))
-        .group_by(Response.wave_id)
-    )
-    return {w: n for w, n in (await session.execute(query)).all()}
 
 
 async def score_distribution(
@@ -133,18 +118,40 @@ async def score_distribution(
     ]
 
 
+async def answer_counts(
+    session: AsyncSession, wave_id: uuid.UUID, *, team: str | None, department: str | None
+) -> dict[str, int]:
+    """question_key → how many people answered it (a multiple choice answer names
+    several options, so its option counts do not add up to this)."""
+    query = (
+        select(Answer.question_key, func.count())
+        .join(Response, Response.id == Answer.response_id)
+        .where(Answer.wave_id == wave_id, *_filters(Response, team, department))
+        .group_by(Answer.question_key)
+    )
+    return {k: int(n) for k, n in (await session.execute(query)).all()}
+
+
 async def choice_counts(
     session: AsyncSession, wave_id: uuid.UUID, *, team: str | None, department: str | None
 ) -> list[tuple[str, str, int]]:
     """(question_key, option, count): the JSON list of choices unnested by the database."""
     dialect = session.get_bind().dialect.name
+    postgres = dialect == "postgresql"
     unnest = (
         "jsonb_array_elements_text(a.choices) AS c(value)"
-        if dialect == "postgresql"
+        if postgres
         else "json_each(a.choices) AS c"
     )
-    where = ["a.wave_id = :wave_id", "a.choices IS NOT NULL"]
-    params: dict[str, Any] = {"wave_id": wave_id if dialect == "postgresql" else wave_id.hex}
+    # Other answers hold a JSON null here (the column stores None as 'null', not SQL
+    # NULL), which PostgreSQL refuses to unnest: only choice answers' arrays are read.
+    json_type = "jsonb_typeof" if postgres else "json_type"
+    where = [
+        "a.wave_id = :wave_id",
+        "a.kind IN ('single_choice', 'multi_choice')",
+        f"{json_type}(a.choices) = 'array'",
+    ]
+    params: dict[str, Any] = {"wave_id": wave_id if postgres else wave_id.hex}
     if team is not None:
         where.append("r.team = :team")
         params["team"] = team

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import Query, Request, Response
 from pydantic import BaseModel
 
+from app.core.errors import error_responses
 from app.core.routing import api_router
 from app.organizations.dependencies import Reader, Session
 from app.reports import service
@@ -50,6 +51,7 @@ Department = Annotated[str | None, Query(max_length=200)]
 _CSV_DOC: dict[int | str, dict[str, Any]] = {
     200: {"content": {CSV_MEDIA: {"schema": {"type": "string"}}}},
     304: {"description": "Not modified (If-None-Match matched the ETag)."},
+    **error_responses(404),  # a survey_id of another organization, or of none
 }
 
 

@@ -1,11 +1,25 @@
 """Reports: windows snapped to whole periods, counts from SQL, eNPS from the maths, and
 anonymity enforced on every figure that leaves.
 
-Suppression (architecture.md, "Anonymity by default"): a cell with fewer respondents
-than the strictest minimum group size among the surveys involved is returned with null
-figures; when exactly one cell of a breakdown is hidden, the next-smallest is hidden too,
-so no hidden cell equals a shown total minus shown cells. Windows snap outward to whole
-periods (whole waves for ``wave``), so two windows a day apart differ by whole waves."""
+Suppression (architecture.md, "Anonymity by default") is decided per wave, because a
+wave is the unit in which a response is one person: within a wave, a cell with fewer
+respondents than the strictest minimum group size among the surveys involved is hidden,
+and cells are hidden in pairs at least (complementary suppression, see
+``complete_hidden``), so no hidden cell is a shown total minus shown cells. Every other
+figure is a *sum of what the waves released*: a period's row adds up the wave cells
+shown for that group, and the overall adds up the waves large enough to be shown on
+their own. So whatever windows, intervals or groupings a client combines, a difference
+of two answers is a sum of wave cells that the wave-by-wave report shows anyway; a
+window a day wider adds whole periods (whole waves for ``wave``) and never a small one.
+
+Breakdowns by team are checked against the department breakdown too (a department
+minus its shown teams must reveal nothing), and a ``team`` or ``department`` filter
+answers only where that team or department is shown in the organization-wide
+breakdown, so a filter cannot fetch a cell that a breakdown hides.
+
+Answers are reported for closed waves only: an open wave's figures change with every
+response, and two requests a minute apart would isolate the answer that came in
+between. Participation (who was invited, how many answered) includes open waves."""
 
 from __future__ import annotations
 
@@ -13,13 +27,13 @@ import random
 import re
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import date, timedelta
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import utcnow
@@ -40,10 +54,15 @@ from app.reports.schemas import (
     WaveQuestions,
     Window,
 )
+from app.surveys import service as survey_service
 from app.surveys.models import Survey, Wave
 
 GROUP_BY = re.compile(r"^(team|department|manager|attribute:[A-Za-z0-9_-]{1,64})$")
 DEFAULT_DAYS = 365
+
+Values = tuple[int, ...]
+Size = Callable[[Values], int]
+PeriodKey = tuple[date, uuid.UUID | None]
 
 
 @dataclass(frozen=True)
@@ -68,7 +87,32 @@ class WaveInfo:
     questions: list[dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class Segment:
+    """The counts of one wave for one combination of segments (None where the query
+    did not ask for that segment)."""
+
+    team: Any
+    department: Any
+    group: Any
+    values: Values
+
+
+@dataclass
+class Release:
+    """What one wave may contribute to a report: ``eligible`` when its (filtered) total
+    may be shown and counted; ``cells`` per group with the ``hidden`` ones."""
+
+    has_data: bool
+    eligible: bool
+    total: Values
+    cells: dict[Any, Values] = field(default_factory=dict)
+    hidden: set[Any] = field(default_factory=set)
+
+
 def check_params(params: Params) -> None:
+    """Refuse what the query string's types cannot: an unknown grouping, a reversed
+    window."""
     if params.group_by is not None and not GROUP_BY.match(params.group_by):
         raise Unprocessable.field(
             ["query", "group_by"], "use team, department, manager or attribute:<name>"
@@ -96,7 +140,12 @@ def period_end(start: date, interval: str) -> date:
 
 
 async def _waves(
-    session: AsyncSession, org_id: uuid.UUID, params: Params, tz: str
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    params: Params,
+    tz: str,
+    *,
+    closed_before: datetime | None,
 ) -> list[WaveInfo]:
     query = (
         select(Wave, Survey.comment_min_group_size)
@@ -105,6 +154,10 @@ async def _waves(
     )
     if params.survey_id is not None:
         query = query.where(Wave.survey_id == params.survey_id)
+    if closed_before is not None:
+        # Closed early, or past its window (the worker may not have flagged it yet):
+        # either way no answer can arrive any more.
+        query = query.where(or_(Wave.status == "closed", Wave.closes_at <= closed_before))
     zone = ZoneInfo(tz)
     return [
         WaveInfo(
@@ -135,14 +188,172 @@ def snap(params: Params, waves: list[WaveInfo], today: date) -> tuple[Window, li
     return Window(from_=start, to=to), [w for w in waves if start <= w.local_date <= to]
 
 
+# --- suppression ------------------------------------------------------------------------
+
+
+def _order(key: Any) -> tuple[bool, str]:
+    return (key is None, str(key))
+
+
+def complete_hidden(hidden: Iterable[Any], sizes: Mapping[Any, int], threshold: int) -> set[Any]:
+    """Grow a set of hidden cells, next-smallest first, until what they hide together
+    cannot be read off a total: at least two cells holding at least ``threshold``
+    respondents between them (or every cell). One hidden cell alone equals the total
+    minus the shown ones; two hidden cells of 1 and 2 people reveal a group of 3."""
+    out = set(hidden)
+    while out and (len(out) < 2 or sum(sizes[k] for k in out) < threshold):
+        shown = [k for k in sizes if k not in out]
+        if not shown:
+            break
+        out.add(min(shown, key=lambda k: (sizes[k], _order(k))))
+    return out
+
+
 def hidden_cells(sizes: Mapping[Any, int], threshold: int) -> set[Any]:
-    """Cells to suppress: those below the threshold, plus the next-smallest when only one
-    is below, so that no hidden cell can be derived from a total."""
-    hidden = {k for k, n in sizes.items() if n < threshold}
-    if len(hidden) == 1 and len(sizes) > 1:
-        shown = sorted((n, str(k), k) for k, n in sizes.items() if k not in hidden)
-        hidden.add(shown[0][2])
-    return hidden
+    """Cells to suppress in one breakdown: those below the threshold, completed so that
+    no hidden cell can be derived from the total."""
+    return complete_hidden({k for k, n in sizes.items() if n < threshold}, sizes, threshold)
+
+
+def hidden_teams(
+    team_sizes: Mapping[Any, int],
+    portions: Mapping[tuple[Any, Any], int],
+    hidden_departments: set[Any],
+    threshold: int,
+) -> set[Any]:
+    """Teams to suppress, knowing that department totals are published too.
+
+    Within each department the hidden teams must again be two or more holding the
+    threshold between them, or the department total minus its shown teams gives them
+    away (a team of 4 beside a team of 30: both are hidden, whatever smaller team
+    another department has). A department hidden in the department breakdown must not
+    be the sum of shown teams either, so it gets hidden teams of its own."""
+    hidden = {t for t, n in team_sizes.items() if n < threshold}
+    departments: dict[Any, dict[Any, int]] = defaultdict(dict)
+    for (team, department), n in portions.items():
+        departments[department][team] = n
+    changed = True
+    while changed:
+        changed = False
+        for department in sorted(departments, key=_order):
+            members = departments[department]
+            inside = [t for t in members if t in hidden]
+            if not inside and department not in hidden_departments:
+                continue
+            if len(inside) >= 2 and sum(members[t] for t in inside) >= threshold:
+                continue
+            shown = [t for t in members if t not in hidden]
+            if shown:
+                hidden.add(min(shown, key=lambda t: (members[t], _order(t))))
+                changed = True
+    return complete_hidden(hidden, team_sizes, threshold)
+
+
+def _add(a: Values, b: Values) -> Values:
+    return tuple(x + y for x, y in zip(a, b, strict=True))
+
+
+def _sizes(values: Iterable[tuple[Any, Values]], size: Size) -> dict[Any, int]:
+    out: dict[Any, int] = defaultdict(int)
+    for key, v in values:
+        out[key] += size(v)
+    return dict(out)
+
+
+def structure_needed(params: Params) -> bool:
+    """Team and department breakdowns are needed to judge a filter or a team or
+    department grouping against the whole organization."""
+    return (
+        params.team is not None
+        or params.department is not None
+        or params.group_by in ("team", "department")
+    )
+
+
+def segments_needed(params: Params) -> list[str]:
+    names = ["team", "department"] if structure_needed(params) else []
+    if params.group_by is not None and params.group_by not in names:
+        names.append(params.group_by)
+    return names
+
+
+def segments_by_wave(
+    rows: Iterable[tuple[Any, ...]], names: Sequence[str], group_by: str | None
+) -> dict[uuid.UUID, list[Segment]]:
+    """Query rows (wave, *segments, *counts) as Segments per wave."""
+    width = len(names)
+
+    def pick(row: tuple[Any, ...], name: str | None) -> Any:
+        return row[1 + names.index(name)] if name in names else None
+
+    out: dict[uuid.UUID, list[Segment]] = defaultdict(list)
+    for row in rows:
+        out[row[0]].append(
+            Segment(
+                team=pick(row, "team"),
+                department=pick(row, "department"),
+                group=pick(row, group_by),
+                values=tuple(int(v) for v in row[1 + width :]),
+            )
+        )
+    return out
+
+
+def release_wave(
+    segments: Sequence[Segment], params: Params, threshold: int, size: Size
+) -> Release:
+    """Decide what one wave contributes to a report with these filters and grouping."""
+    width = len(segments[0].values) if segments else 0
+    zero: Values = (0,) * width
+    teams_hidden: set[Any] = set()
+    departments_hidden: set[Any] = set()
+    if structure_needed(params):
+        departments_hidden = hidden_cells(
+            _sizes(((s.department, s.values) for s in segments), size), threshold
+        )
+        teams_hidden = hidden_teams(
+            _sizes(((s.team, s.values) for s in segments), size),
+            _sizes((((s.team, s.department), s.values) for s in segments), size),
+            departments_hidden,
+            threshold,
+        )
+    # A filter asks for one cell of an organization-wide breakdown: if that breakdown
+    # hides it, the filtered answer must hide it too.
+    refused = (params.team is not None and params.team in teams_hidden) or (
+        params.department is not None and params.department in departments_hidden
+    )
+    chosen = [
+        s
+        for s in segments
+        if (params.team is None or s.team == params.team)
+        and (params.department is None or s.department == params.department)
+    ]
+    total = zero
+    for s in chosen:
+        total = _add(total, s.values)
+    eligible = bool(chosen) and not refused and size(total) >= threshold
+    if params.group_by is None:
+        cells = {None: total} if chosen else {}
+        return Release(bool(chosen), eligible, total, cells, set() if eligible else set(cells))
+    grouped: dict[Any, Values] = {}
+    for s in chosen:
+        grouped[s.group] = _add(grouped.get(s.group, zero), s.values)
+    sizes = {g: size(v) for g, v in grouped.items()}
+    if not eligible:
+        hidden = set(grouped)
+    else:
+        # team and department cells start from the organization-wide decisions, so a
+        # filtered breakdown hides at least what the full one hides.
+        inherited = {
+            "team": teams_hidden,
+            "department": departments_hidden,
+        }.get(params.group_by, set())
+        below = {g for g, n in sizes.items() if n < threshold}
+        hidden = complete_hidden(below | (inherited & grouped.keys()), sizes, threshold)
+    return Release(bool(chosen), eligible, total, grouped, hidden)
+
+
+# --- reports ----------------------------------------------------------------------------
 
 
 def _figures(c: maths.Counts, suppressed: bool) -> dict[str, Any]:
@@ -185,100 +396,125 @@ async def _group_labels(
     return {i: n for i, n in rows.all()}
 
 
-def _key(wave: WaveInfo, interval: str) -> tuple[date, uuid.UUID | None]:
+def _key(wave: WaveInfo, interval: str) -> PeriodKey:
     if interval == "wave":
         return wave.local_date, wave.id
     return period_start(wave.local_date, interval), None
 
 
+@dataclass(frozen=True)
+class Context:
+    window: Window
+    waves: list[WaveInfo]
+    threshold: int
+
+
 async def _context(
-    session: AsyncSession, org_id: uuid.UUID, params: Params
-) -> tuple[Window, list[WaveInfo], int]:
+    session: AsyncSession, org_id: uuid.UUID, params: Params, *, answers: bool
+) -> Context:
+    """Checked parameters, the snapped window, its waves (closed ones only when the
+    report shows answers) and the threshold that applies."""
     check_params(params)
+    if params.survey_id is not None:
+        # Another organization's survey answers 404, exactly as one that does not exist.
+        await survey_service.get_survey(session, org_id, params.survey_id)
     org = await organization_service.get_organization(session, org_id)
-    today = utcnow().astimezone(ZoneInfo(org.default_timezone)).date()
-    window, waves = snap(params, await _waves(session, org_id, params, org.default_timezone), today)
+    now = utcnow()
+    today = now.astimezone(ZoneInfo(org.default_timezone)).date()
+    waves = await _waves(
+        session, org_id, params, org.default_timezone, closed_before=now if answers else None
+    )
+    window, waves = snap(params, waves, today)
     # Across surveys with different thresholds the strictest applies.
     threshold = max([org.min_group_size, *[w.min_group_size for w in waves]])
-    return window, waves, threshold
+    return Context(window, waves, threshold)
+
+
+@dataclass
+class Tally:
+    """Per (period, group): the sum of released wave cells, and every cell seen (so a
+    group hidden throughout still appears, suppressed)."""
+
+    seen: set[tuple[PeriodKey, Any]] = field(default_factory=set)
+    sums: dict[tuple[PeriodKey, Any], Values] = field(default_factory=dict)
+    overall: Values | None = None
+    has_data: bool = False
+
+    def add(self, period: PeriodKey, release: Release) -> None:
+        self.has_data = self.has_data or release.has_data
+        for group, values in release.cells.items():
+            self.seen.add((period, group))
+            if release.eligible and group not in release.hidden:
+                key = (period, group)
+                self.sums[key] = _add(self.sums[key], values) if key in self.sums else values
+        if release.eligible:
+            self.overall = (
+                release.total if self.overall is None else _add(self.overall, release.total)
+            )
+
+    def ordered(self, labels: Mapping[Any, str]) -> list[tuple[PeriodKey, Any]]:
+        return sorted(
+            self.seen,
+            key=lambda k: (k[0][0], str(k[0][1]), k[1] is None, str(labels.get(k[1], k[1]))),
+        )
+
+
+def _tally(rows: Iterable[tuple[Any, ...]], ctx: Context, params: Params, size: Size) -> Tally:
+    names = segments_needed(params)
+    by_wave = segments_by_wave(rows, names, params.group_by)
+    tally = Tally()
+    for wave in ctx.waves:
+        if wave.id in by_wave:
+            release = release_wave(by_wave[wave.id], params, ctx.threshold, size)
+            tally.add(_key(wave, params.interval), release)
+    return tally
+
+
+def _enps_size(v: Values) -> int:
+    return sum(v)
+
+
+def _first(v: Values) -> int:
+    return v[0]
 
 
 async def enps_report(session: AsyncSession, org_id: uuid.UUID, params: Params) -> EnpsReport:
-    window, waves, threshold = await _context(session, org_id, params)
-    by_id = {w.id: w for w in waves}
-    counts = await queries.enps_counts(
-        session,
-        list(by_id),
-        group_by=params.group_by,
-        team=params.team,
-        department=params.department,
-    )
-    cells: dict[tuple[date, uuid.UUID | None], dict[Any, maths.Counts]] = defaultdict(dict)
-    # Respondents, not responses, must reach the threshold: the same four people answering
-    # three monthly waves are still four people. Anonymous responses cannot be linked
-    # across waves, so a cell's respondent count is bounded below by its largest wave.
-    people: dict[tuple[date, uuid.UUID | None], dict[Any, int]] = defaultdict(dict)
-    for wave_id, group, promoters, passives, detractors in counts:
-        period = _key(by_id[wave_id], params.interval)
-        wave_counts = maths.Counts(promoters, passives, detractors)
-        previous = cells[period].get(group, maths.Counts(0, 0, 0))
-        cells[period][group] = previous + wave_counts
-        people[period][group] = max(people[period].get(group, 0), wave_counts.responses)
-    labels = await _group_labels(session, params.group_by, {g for c in cells.values() for g in c})
-
-    rows: list[EnpsRow] = []
-    previous_shown: dict[Any, maths.Counts] = {}
-    if params.group_by is None:
-        # One row per period: across periods the overall is the total, so complementary
-        # suppression runs over the periods themselves.
-        hidden = hidden_cells({p: people[p][None] for p in cells}, threshold)
-        grouped = {p: {None: c[None]} for p, c in cells.items()}
-    else:
-        grouped = dict(cells)
-        hidden = set()
-    for period in sorted(grouped, key=lambda p: (p[0], str(p[1]))):
-        groups = grouped[period]
-        if params.group_by is not None:
-            hide = hidden_cells(people[period], threshold)
-        else:
-            hide = {None} if period in hidden else set()
-        for group in sorted(groups, key=lambda g: (g is None, str(labels.get(g, g)))):
-            c = groups[group]
-            suppressed = group in hide
-            change = None
-            if not suppressed and group in previous_shown:
-                ch = maths.compare(previous_shown[group], c)
+    """The eNPS trend: per period (and group), the released respondents' counts and
+    score; suppressed cells carry nulls."""
+    ctx = await _context(session, org_id, params, answers=True)
+    rows = await queries.enps_counts(session, [w.id for w in ctx.waves], segments_needed(params))
+    tally = _tally(rows, ctx, params, _enps_size)
+    labels = await _group_labels(session, params.group_by, {g for _, g in tally.seen})
+    series: list[EnpsRow] = []
+    previous: dict[Any, maths.Counts] = {}
+    for period, group in tally.ordered(labels):
+        values = tally.sums.get((period, group))
+        counts = maths.Counts(*values) if values is not None else maths.Counts(0, 0, 0)
+        change = None
+        if values is not None:
+            if group in previous:
+                ch = maths.compare(previous[group], counts)
                 change = Change(**vars(ch)) if ch else None
-            if not suppressed:
-                previous_shown[group] = c
-            rows.append(
-                EnpsRow(
-                    period_start=period[0],
-                    wave_id=period[1],
-                    group=_label(params.group_by, group, labels),
-                    group_id=str(group) if params.group_by == "manager" and group else None,
-                    change=change,
-                    **_figures(c, suppressed),
-                )
+            previous[group] = counts
+        series.append(
+            EnpsRow(
+                period_start=period[0],
+                wave_id=period[1],
+                group=_label(params.group_by, group, labels),
+                group_id=str(group) if params.group_by == "manager" and group else None,
+                change=change,
+                **_figures(counts, values is None),
             )
-    total = sum((c for g in cells.values() for c in g.values()), maths.Counts(0, 0, 0))
-    largest_wave = _largest_wave(counts)
+        )
+    overall = maths.Counts(*tally.overall) if tally.overall else maths.Counts(0, 0, 0)
     return EnpsReport(
         interval=params.interval,
         group_by=params.group_by,
-        min_group_size=threshold,
-        window=window,
-        series=rows,
-        overall=EnpsFigures(**_figures(total, largest_wave < threshold)),
+        min_group_size=ctx.threshold,
+        window=ctx.window,
+        series=series,
+        overall=EnpsFigures(**_figures(overall, tally.has_data and tally.overall is None)),
     )
-
-
-def _largest_wave(counts: Iterable[tuple[Any, ...]]) -> int:
-    """Respondents of the biggest single wave: a lower bound on distinct respondents."""
-    per_wave: dict[Any, int] = defaultdict(int)
-    for row in counts:
-        per_wave[row[0]] += sum(row[2:])
-    return max(per_wave.values(), default=0)
 
 
 def _label(group_by: str | None, group: Any, labels: Mapping[Any, str]) -> str | None:
@@ -289,70 +525,49 @@ def _label(group_by: str | None, group: Any, labels: Mapping[Any, str]) -> str |
     return labels.get(group, str(group))
 
 
+def _rate(invited: int, responded: int) -> float | None:
+    return round(responded / invited, 3) if invited else None
+
+
 async def participation_report(
     session: AsyncSession, org_id: uuid.UUID, params: Params
 ) -> ParticipationReport:
-    window, waves, threshold = await _context(session, org_id, params)
-    by_id = {w.id: w for w in waves}
-    counts = await queries.participation_counts(
-        session,
-        list(by_id),
-        group_by=params.group_by,
-        team=params.team,
-        department=params.department,
+    """Invited, responded and response rate; a small group's figures are suppressed, as
+    its rate would tell who did not answer."""
+    ctx = await _context(session, org_id, params, answers=False)
+    rows = await queries.participation_counts(
+        session, [w.id for w in ctx.waves], segments_needed(params)
     )
-    cells: dict[tuple[date, uuid.UUID | None], dict[Any, tuple[int, int]]] = defaultdict(dict)
-    people: dict[tuple[date, uuid.UUID | None], dict[Any, int]] = defaultdict(dict)
-    for wave_id, group, invited, responded in counts:
-        period = _key(by_id[wave_id], params.interval)
-        i0, r0 = cells[period].get(group, (0, 0))
-        cells[period][group] = (i0 + invited, r0 + responded)
-        # As for eNPS: the largest wave bounds how many distinct people a cell holds.
-        people[period][group] = max(people[period].get(group, 0), invited)
-    labels = await _group_labels(session, params.group_by, {g for c in cells.values() for g in c})
-    if params.group_by is None:
-        period_hidden = hidden_cells({p: people[p][None] for p in cells}, threshold)
-    rows = []
-    for period in sorted(cells, key=lambda p: (p[0], str(p[1]))):
-        groups = cells[period]
-        if params.group_by is None:
-            hide: set[Any] = {None} if period in period_hidden else set()
-        else:
-            # A small team's response rate tells who did not answer: same rule, on invitees.
-            hide = hidden_cells(people[period], threshold)
-        for group in sorted(groups, key=lambda g: (g is None, str(labels.get(g, g)))):
-            invited, responded = groups[group]
-            shown = group not in hide
-            rows.append(
-                ParticipationRow(
-                    period_start=period[0],
-                    wave_id=period[1],
-                    group=_label(params.group_by, group, labels),
-                    group_id=str(group) if params.group_by == "manager" and group else None,
-                    invited=invited if shown else None,
-                    responded=responded if shown else None,
-                    response_rate=round(responded / invited, 3) if shown and invited else None,
-                    suppressed=not shown,
-                )
+    # The group's size is who was invited: the same rule as for answers, on invitees.
+    tally = _tally(rows, ctx, params, _first)
+    labels = await _group_labels(session, params.group_by, {g for _, g in tally.seen})
+    series = []
+    for period, group in tally.ordered(labels):
+        values = tally.sums.get((period, group))
+        series.append(
+            ParticipationRow(
+                period_start=period[0],
+                wave_id=period[1],
+                group=_label(params.group_by, group, labels),
+                group_id=str(group) if params.group_by == "manager" and group else None,
+                invited=values[0] if values else None,
+                responded=values[1] if values else None,
+                response_rate=_rate(*values) if values else None,
+                suppressed=values is None,
             )
-    invited = sum(v[0] for c in cells.values() for v in c.values())
-    responded = sum(v[1] for c in cells.values() for v in c.values())
-    per_wave: dict[Any, int] = defaultdict(int)
-    for wave_id, _group, wave_invited, _responded in counts:
-        per_wave[wave_id] += wave_invited
-    small = max(per_wave.values(), default=0) < threshold
-    overall = {
-        "invited": None if small else invited,
-        "responded": None if small else responded,
-        "response_rate": None if small or not invited else round(responded / invited, 3),
-        "suppressed": small,
+        )
+    overall: dict[str, Any] = {
+        "invited": tally.overall[0] if tally.overall else None,
+        "responded": tally.overall[1] if tally.overall else None,
+        "response_rate": _rate(*tally.overall) if tally.overall else None,
+        "suppressed": tally.has_data and tally.overall is None,
     }
     return ParticipationReport(
         interval=params.interval,
         group_by=params.group_by,
-        min_group_size=threshold,
-        window=window,
-        series=rows,
+        min_group_size=ctx.threshold,
+        window=ctx.window,
+        series=series,
         overall=overall,
     )
 
@@ -360,15 +575,18 @@ async def participation_report(
 async def questions_report(
     session: AsyncSession, org_id: uuid.UUID, params: Params
 ) -> QuestionsReport:
+    """Per closed wave and question: distributions, means, choice counts, yes shares and,
+    where the group reaches the comment threshold, the comments."""
     params = Params(**{**vars(params), "interval": "wave", "group_by": None})
-    window, waves, threshold = await _context(session, org_id, params)
-    totals = await queries.response_counts(
-        session, [w.id for w in waves], team=params.team, department=params.department
-    )
+    ctx = await _context(session, org_id, params, answers=True)
+    names = segments_needed(params)
+    rows = await queries.response_counts(session, [w.id for w in ctx.waves], names)
+    by_wave = segments_by_wave(rows, names, None)
     out = []
-    for wave in waves:
-        n = totals.get(wave.id, 0)
-        if n < threshold:
+    for wave in ctx.waves:
+        segments = by_wave.get(wave.id, [])
+        release = release_wave(segments, params, ctx.threshold, _first)
+        if not release.eligible:
             out.append(
                 WaveQuestions(
                     wave_id=wave.id,
@@ -380,6 +598,11 @@ async def questions_report(
                 )
             )
             continue
+        # Comments are judged again at their own, stricter threshold, filters included,
+        # since a list of texts is as easy to subtract as a count.
+        comment_threshold = max(ctx.threshold, wave.comment_min_group_size)
+        comment_ok = release_wave(segments, params, comment_threshold, _first).eligible
+        n = release.total[0]
         out.append(
             WaveQuestions(
                 wave_id=wave.id,
@@ -387,31 +610,26 @@ async def questions_report(
                 period_start=wave.local_date,
                 responses=n,
                 suppressed=False,
-                questions=await _wave_questions(session, wave, n, params),
+                questions=await _wave_questions(session, wave, params, comment_ok),
             )
         )
-    return QuestionsReport(window=window, waves=out)
+    return QuestionsReport(window=ctx.window, waves=out)
 
 
 async def _wave_questions(
-    session: AsyncSession, wave: WaveInfo, n: int, params: Params
+    session: AsyncSession, wave: WaveInfo, params: Params, comment_ok: bool
 ) -> list[QuestionResult]:
+    filters = {"team": params.team, "department": params.department}
     scores: dict[str, dict[int, int]] = defaultdict(dict)
-    for key, score, count in await queries.score_distribution(
-        session, wave.id, team=params.team, department=params.department
-    ):
+    for key, score, count in await queries.score_distribution(session, wave.id, **filters):
         scores[key][score] = count
     choices: dict[str, dict[str, int]] = defaultdict(dict)
-    for key, option, count in await queries.choice_counts(
-        session, wave.id, team=params.team, department=params.department
-    ):
+    for key, option, count in await queries.choice_counts(session, wave.id, **filters):
         choices[key][option] = count
+    answered_by = await queries.answer_counts(session, wave.id, **filters)
     texts: dict[str, list[str]] = defaultdict(list)
-    comment_ok = n >= max(wave.comment_min_group_size, wave.min_group_size)
     if comment_ok:
-        for key, text in await queries.comments(
-            session, wave.id, team=params.team, department=params.department
-        ):
+        for key, text in await queries.comments(session, wave.id, **filters):
             texts[key].append(text)
     results = []
     for q in wave.questions:
@@ -435,11 +653,14 @@ async def _wave_questions(
         elif kind in ("single_choice", "multi_choice"):
             counts = choices.get(key, {})
             result.choices = {o["key"]: counts.get(o["key"], 0) for o in q.get("options") or []}
-            result.responses = sum(counts.values()) if kind == "single_choice" else result.responses
+            # People who answered, not options ticked: a multiple choice names several.
+            result.responses = answered_by.get(key, 0)
         elif kind == "text":
             comments = texts.get(key, [])
             random.shuffle(comments)
-            result.responses = len(comments) if comment_ok else 0
+            # How many commented is a count of a shown group; only the texts wait
+            # for the stricter threshold.
+            result.responses = answered_by.get(key, 0)
             result.comments = comments if comment_ok else None
             result.comments_suppressed = not comment_ok
         results.append(result)
