@@ -66,9 +66,23 @@ def _classify(code: int, text: str) -> SendResult:
     return SendResult("permanent" if 500 <= code < 600 else "temporary", reply)
 
 
+def _unreachable(exc: Exception) -> SendResult:
+    """No session with the server (refused, timed out, bad greeting, login refused).
+
+    Always temporary, whatever the code: a 535 for a wrong password or a 554 greeting
+    says nothing about the messages, which must wait for the settings to be fixed rather
+    than fail. The caller stops trying for the rest of the batch, so a server that never
+    answers costs one timeout per batch, not one per message (which would hold the
+    worker past its lease and stall its other steps)."""
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return SendResult("temporary", f"{exc.code} {exc.message}"[:500])
+    return SendResult("temporary", f"{exc.__class__.__name__}: {exc}"[:500])
+
+
 class SMTPBackend:
     """SMTP with one connection reused for a whole batch; a dropped connection is
-    reopened for the next message."""
+    reopened for the next message, a server that cannot be reached is not tried again
+    until the next batch."""
 
     def __init__(
         self,
@@ -113,6 +127,8 @@ class _SMTPConnection:
     def __init__(self, backend: SMTPBackend) -> None:
         self.backend = backend
         self.client: aiosmtplib.SMTP | None = None
+        # Set when (re)connecting failed: the rest of the batch gets the same answer.
+        self.unreachable: SendResult | None = None
 
     async def _ensure(self) -> aiosmtplib.SMTP:
         if self.client is None or not self.client.is_connected:
@@ -122,12 +138,26 @@ class _SMTPConnection:
         return self.client
 
     async def send(self, message: EmailMessage) -> SendResult:
+        if self.unreachable is not None:
+            return self.unreachable
         try:
             client = await self._ensure()
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            self.unreachable = _unreachable(exc)
+            return self.unreachable
+        try:
             errors, response = await client.send_message(message)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             first = exc.recipients[0]
             return _classify(first.code, first.message)
+        except aiosmtplib.SMTPNotSupported as exc:
+            # An internationalised address and a server without SMTPUTF8: retrying for
+            # hours changes nothing, so it fails now with the reason on the row.
+            return SendResult("permanent", f"not sent: {exc}"[:500])
+        except ValueError as exc:
+            # aiosmtplib refuses an address it cannot put on a command line; raising
+            # would abandon the whole batch to the lease instead of this one message.
+            return SendResult("permanent", f"not sent: {exc}"[:500])
         except aiosmtplib.SMTPResponseException as exc:
             await self._drop()
             return _classify(exc.code, exc.message)
@@ -137,7 +167,9 @@ class _SMTPConnection:
         if errors:  # some recipients refused; we send one recipient per message
             code, text = next(iter(errors.values()))
             return _classify(code, text)
-        return SendResult("sent", response)
+        # aiosmtplib hands back the text of the DATA reply only; its code is always 250
+        # (any other raises), and the row keeps "code text" like every other reply.
+        return _classify(250, response)
 
     async def _drop(self) -> None:
         if self.client is not None:

@@ -4,7 +4,8 @@ Enqueueing is an INSERT that ignores a duplicate dedupe key, so work that may ru
 (a retried worker step) queues each email once. Claims are one UPDATE … RETURNING over a
 ``FOR UPDATE SKIP LOCKED`` subquery on PostgreSQL, so several workers share the queue and
 never take the same row; on SQLite the single writer makes the plain UPDATE safe. A row
-whose lease ran out (its worker died) is claimable again."""
+whose lease ran out (its worker died) is claimable again, and outcomes are recorded only
+while the claim still holds, so a worker that lost its row to another cannot undo it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -111,7 +112,24 @@ async def claim_batch(
     return sorted((Claimed(**r._mapping) for r in rows), key=lambda c: c.id)
 
 
-async def mark_sent(session: AsyncSession, sent: Sequence[tuple[uuid.UUID, str]]) -> None:
+def _still_ours(claimed: Claimed) -> ColumnElement[bool]:
+    """The row is still held by this claim. Every claim bumps ``attempts``, so a worker
+    whose lease ran out while another worker took the row over finds a different count
+    and changes nothing: it can neither undo the new holder's outcome nor hand the row
+    to a third worker (which would send it once more)."""
+    return and_(M.id == claimed.id, M.status == "sending", M.attempts == claimed.attempts)
+
+
+def _still_ours_many(table: Table) -> ColumnElement[bool]:
+    """``_still_ours`` for an executemany, each claim given as ``b_id`` and ``b_attempts``."""
+    return and_(
+        table.c.id == bindparam("b_id"),
+        table.c.status == "sending",
+        table.c.attempts == bindparam("b_attempts"),
+    )
+
+
+async def mark_sent(session: AsyncSession, sent: Sequence[tuple[Claimed, str]]) -> None:
     """Record delivered messages with each server reply, in one executemany."""
     if not sent:
         return
@@ -120,7 +138,7 @@ async def mark_sent(session: AsyncSession, sent: Sequence[tuple[uuid.UUID, str]]
     assert isinstance(table, Table)
     stmt = (
         update(table)
-        .where(table.c.id == bindparam("b_id"), table.c.status == "sending")
+        .where(_still_ours_many(table))
         .values(
             status="sent",
             sent_at=now,
@@ -129,15 +147,18 @@ async def mark_sent(session: AsyncSession, sent: Sequence[tuple[uuid.UUID, str]]
             updated_at=now,
         )
     )
-    await session.execute(stmt, [{"b_id": i, "b_reply": reply[:2000]} for i, reply in sent])
+    await session.execute(
+        stmt,
+        [{"b_id": c.id, "b_attempts": c.attempts, "b_reply": reply[:2000]} for c, reply in sent],
+    )
 
 
 async def mark_retry(
-    session: AsyncSession, message_id: uuid.UUID, reply: str, next_attempt_at: datetime
+    session: AsyncSession, claimed: Claimed, reply: str, next_attempt_at: datetime
 ) -> None:
     await session.execute(
         update(M)
-        .where(M.id == message_id, M.status == "sending")
+        .where(_still_ours(claimed))
         .values(
             status="pending",
             next_attempt_at=next_attempt_at,
@@ -149,21 +170,29 @@ async def mark_retry(
     )
 
 
-async def mark_failed(session: AsyncSession, message_id: uuid.UUID, reply: str) -> None:
+async def mark_failed(session: AsyncSession, claimed: Claimed, reply: str) -> None:
     await session.execute(
         update(M)
-        .where(M.id == message_id, M.status == "sending")
+        .where(_still_ours(claimed))
         .values(status="failed", lease_until=None, last_reply=reply, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
 
 
-async def release(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:
+async def release(session: AsyncSession, claimed: Sequence[Claimed]) -> None:
     """Hand back claimed rows we did not try (shutting down): no attempt is spent."""
-    if ids:
-        await session.execute(
-            update(M)
-            .where(M.id.in_(ids), M.status == "sending")
-            .values(status="pending", lease_until=None, attempts=M.attempts - 1)
-            .execution_options(synchronize_session=False)
+    if not claimed:
+        return
+    table = M.__table__
+    assert isinstance(table, Table)
+    stmt = (
+        update(table)
+        .where(_still_ours_many(table))
+        .values(
+            status="pending",
+            lease_until=None,
+            attempts=table.c.attempts - 1,
+            updated_at=utcnow(),
         )
+    )
+    await session.execute(stmt, [{"b_id": c.id, "b_attempts": c.attempts} for c in claimed])

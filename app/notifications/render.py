@@ -128,7 +128,8 @@ async def render(session: AsyncSession, claimed: Claimed, settings: Settings) ->
 def message_id(dedupe_key: str, email_from: str) -> str:
     """Derived from the dedupe key, so a resend after a crash carries the same
     Message-ID and receiving systems can drop the duplicate."""
-    domain = parseaddr(email_from)[1].rpartition("@")[2] or "pulse.invalid"
+    _, at, domain = parseaddr(email_from)[1].rpartition("@")
+    domain = domain if at and domain else "pulse.invalid"
     digest = hashlib.sha256(dedupe_key.encode()).hexdigest()[:40]
     return f"<{digest}@{domain}>"
 
@@ -138,7 +139,10 @@ def build_message(rendered: Rendered, claimed: Claimed, settings: Settings) -> E
     msg["Subject"] = rendered.subject
     msg["From"] = settings.email_from
     local, _, domain = claimed.recipient.rpartition("@")
-    msg["To"] = Address(display_name=claimed.recipient_name, username=local, domain=domain)
+    # A name imported from a multi-line CSV cell may hold a line break, which a header
+    # refuses; as a space it still reads right, and the message goes out.
+    name = " ".join(claimed.recipient_name.split())
+    msg["To"] = Address(display_name=name, username=local, domain=domain)
     msg["Date"] = format_datetime(utcnow())
     msg["Message-ID"] = message_id(claimed.dedupe_key, settings.email_from)
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation auto-replies

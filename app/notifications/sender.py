@@ -100,7 +100,7 @@ async def _deliver_batch(
         # Shutting down: keep what was sent, hand back what was not tried.
         await _record(db, settings, outcomes)
         async with db.sessionmaker() as session, session.begin():
-            await outbox.release(session, [c.id for c, _ in prepared if c.id not in tried])
+            await outbox.release(session, [c for c, _ in prepared if c.id not in tried])
         raise
     await _record(db, settings, outcomes)
     return len(prepared)
@@ -113,9 +113,7 @@ async def _record(
         return
     now = utcnow()
     async with db.sessionmaker() as session, session.begin():
-        await outbox.mark_sent(
-            session, [(c.id, r.reply) for c, r in outcomes if r.outcome == "sent"]
-        )
+        await outbox.mark_sent(session, [(c, r.reply) for c, r in outcomes if r.outcome == "sent"])
         for c, r in outcomes:
             if r.outcome == "sent":
                 continue
@@ -125,13 +123,11 @@ async def _record(
                     if r.outcome == "permanent"
                     else f"gave up after {c.attempts} attempts: {r.reply}"
                 )
-                await outbox.mark_failed(session, c.id, reply[:2000])
+                await outbox.mark_failed(session, c, reply[:2000])
                 log.warning(
                     "email failed",
                     extra={"outbox_id": str(c.id), "kind": c.kind, "reply": reply[:200]},
                 )
             else:
                 delay = retry_delay(c.attempts, settings)
-                await outbox.mark_retry(
-                    session, c.id, r.reply[:2000], now + timedelta(seconds=delay)
-                )
+                await outbox.mark_retry(session, c, r.reply[:2000], now + timedelta(seconds=delay))
