@@ -14,6 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from app.checkins import emails as _checkin_emails  # noqa: F401 - registers email kinds
+from app.checkins.pages import api_router as meeting_api_router
+from app.checkins.pages import pages_router as meeting_pages_router
 from app.checkins.router import router as checkins_router
 from app.core import migrations
 from app.core.config import Settings, get_settings
@@ -93,6 +95,8 @@ def create_app(
     app.include_router(survey_respond_router)
     app.include_router(reports_router)
     app.include_router(checkins_router)
+    app.include_router(meeting_pages_router)
+    app.include_router(meeting_api_router)
     _add_operations(app, settings)
 
     # Added innermost first: the request-context layer must see everything, including 413s.
