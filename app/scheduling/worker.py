@@ -16,8 +16,8 @@ from app.core import idempotency
 from app.core.config import Settings
 from app.core.db import Database
 from app.notifications.sender import deliver_outbox
+from app.surveys import anonymity, waves
 from app.surveys import emails as _survey_emails  # noqa: F401 - registers email kinds
-from app.surveys import waves
 
 log = logging.getLogger("pulse.worker")
 
@@ -32,6 +32,7 @@ STEPS: list[tuple[str, Step]] = [
     ("close_due_waves", waves.close_due_waves),
     ("open_due_waves", waves.open_due_waves),
     ("send_reminders", waves.send_reminders),
+    ("scrub_answer_traces", anonymity.scrub_answer_traces),
     ("end_series_of_inactive", meetings.end_series_of_inactive),
     ("materialise_meetings", meetings.materialise_meetings),
     ("send_checkins", meetings.send_checkins),

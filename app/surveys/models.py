@@ -88,6 +88,9 @@ class Wave(Base):
     # in the same transaction that queues its emails.
     reminders_sent: Mapped[int] = mapped_column(default=0)
     invited: Mapped[int] = mapped_column(default=0)
+    # When the answers of this wave were last rewritten to erase PostgreSQL's per-row
+    # transaction ids and storage order (see app/surveys/anonymity.py).
+    scrubbed_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
 
 
