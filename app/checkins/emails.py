@@ -53,6 +53,10 @@ async def _context(session: AsyncSession, claimed: Claimed, settings: Settings) 
     link, meeting, series, org_name = await _load(session, claimed)
     if claimed.kind == "meeting_invite" and meeting.status == "cancelled":
         raise AboutGone("the meeting was cancelled")
+    # A CANCEL rendered after the meeting was scheduled again would carry the new
+    # SEQUENCE and take the live event out of both calendars.
+    if claimed.kind == "meeting_cancel" and meeting.status != "cancelled":
+        raise AboutGone("the meeting is scheduled again")
     if claimed.kind == "checkin_request" and (
         meeting.status != "scheduled" or meeting.checkin_submitted
     ):

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +19,7 @@ from app.core.config import Settings
 from app.core.db import Database, new_id, utcnow
 from app.employees.models import Employee
 from app.notifications import outbox
+from app.notifications.models import OutboxMessage
 from app.scheduling import recurrence
 from app.surveys import links
 
@@ -29,6 +30,11 @@ AHEAD_COUNT = 4
 AHEAD_SPAN = timedelta(weeks=8)
 AHEAD_MAX = 120  # a daily cadence over 8 weeks, with room
 MAX_LEAD_HOURS = 336  # the largest checkin_lead_hours a series may have
+
+# The reply on a calendar REQUEST withdrawn before any sender took it; the first is the
+# one the sender itself writes when it finds the meeting cancelled at send time.
+CANCELLED = "not sent: the meeting was cancelled"
+REPLACED = "not sent: replaced by a newer invitation"
 
 
 def _insert(session: AsyncSession, table: Any) -> Any:
@@ -54,12 +60,19 @@ async def materialise_series(
     session: AsyncSession, series: CheckinSeries, settings: Settings, now: datetime | None = None
 ) -> int:
     """Create the upcoming meetings of one series that do not exist yet, with their
-    links and calendar invites, in the caller's transaction. Returns how many."""
+    links and calendar invites, in the caller's transaction. Returns how many.
+
+    A meeting cancelled at a time the rule holds again (a cadence changed and changed
+    back, or a reschedule that moved past it) is scheduled again rather than left as a
+    gap: the unique (series, time) key would otherwise block that time for good."""
     now = now or utcnow()
     if series.status != "active":
         return 0
-    created = 0
-    for at in upcoming(series, now):
+    wanted = upcoming(series, now)
+    if not wanted:
+        return 0
+    created = await _revive(session, series, wanted, now)
+    for at in wanted:
         meeting_id = new_id()
         inserted = await session.execute(
             _insert(session, Meeting)
@@ -85,6 +98,90 @@ async def materialise_series(
         await queue_invites(session, series.organization_id, meeting_id, sequence=0)
         created += 1
     return created
+
+
+async def _revive(
+    session: AsyncSession, series: CheckinSeries, wanted: Sequence[datetime], now: datetime
+) -> int:
+    """Schedule again the cancelled meetings at ``wanted`` times; the raised SEQUENCE
+    makes the new REQUEST (same UID) put the event back in both calendars."""
+    rows = (
+        await session.execute(
+            update(Meeting)
+            .where(
+                Meeting.series_id == series.id,
+                Meeting.status == "cancelled",
+                Meeting.scheduled_at.in_(wanted),
+            )
+            .values(
+                status="scheduled",
+                sequence=Meeting.sequence + 1,
+                duration_minutes=series.duration_minutes,
+                updated_at=now,
+            )
+            .returning(Meeting.id, Meeting.sequence)
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    for meeting_id, sequence in rows:
+        await queue_invites(session, series.organization_id, meeting_id, sequence=sequence)
+    return len(rows)
+
+
+def occurs_at(series: CheckinSeries, at: datetime) -> bool:
+    """Whether the series' current rule has an occurrence exactly at ``at``."""
+    found = recurrence.occurrences_after(
+        series.rrule, series.starts_at, series.timezone, at - timedelta(microseconds=1), 1
+    )
+    return found == [at]
+
+
+async def reschedule_series(
+    session: AsyncSession, series: CheckinSeries, settings: Settings, now: datetime | None = None
+) -> None:
+    """Bring the future meetings in line with a changed cadence, time zone, start or
+    duration, in the caller's transaction.
+
+    A meeting whose time the new rule still holds is kept (its check-in answers and
+    talking points with it); if only its length changed it gets a new REQUEST with a
+    raised SEQUENCE. A meeting the new rule no longer holds is cancelled (calendars get
+    a CANCEL), and the new times are materialised and invited."""
+    now = now or utcnow()
+    future = (
+        await session.execute(
+            select(Meeting.id, Meeting.scheduled_at, Meeting.duration_minutes).where(
+                Meeting.series_id == series.id,
+                Meeting.status == "scheduled",
+                Meeting.scheduled_at > now,
+            )
+        )
+    ).all()
+    gone = [m for m, at, _ in future if not occurs_at(series, at)]
+    gone_set = set(gone)
+    longer_or_shorter = [
+        m for m, at, minutes in future if minutes != series.duration_minutes and m not in gone_set
+    ]
+    if gone:
+        await _cancel(session, Meeting.id.in_(gone), now)
+    if longer_or_shorter:
+        changed = (
+            await session.execute(
+                update(Meeting)
+                .where(Meeting.id.in_(longer_or_shorter), Meeting.status == "scheduled")
+                .values(
+                    duration_minutes=series.duration_minutes,
+                    sequence=Meeting.sequence + 1,
+                    updated_at=now,
+                )
+                .returning(Meeting.id, Meeting.sequence)
+                .execution_options(synchronize_session=False)
+            )
+        ).all()
+        # The REQUEST still waiting for the old length would only say the same again.
+        await _withdraw_pending_invites(session, [m for m, _ in changed], now, REPLACED)
+        for meeting_id, sequence in changed:
+            await queue_invites(session, series.organization_id, meeting_id, sequence=sequence)
+    await materialise_series(session, series, settings, now)
 
 
 async def _create_links(
@@ -155,28 +252,64 @@ async def cancel_future_meetings(
 ) -> int:
     """Cancel the scheduled meetings still to come and send both people a CANCEL."""
     now = now or utcnow()
+    return await _cancel(
+        session, and_(Meeting.series_id.in_(series_ids), Meeting.scheduled_at > now), now
+    )
+
+
+async def _cancel(session: AsyncSession, which: ColumnElement[bool], now: datetime) -> int:
+    """Cancel the scheduled meetings ``which`` selects; returns how many.
+
+    A CANCEL goes only to a person whose REQUEST went out (or is going out right now):
+    their still-pending invites are withdrawn here instead, in this transaction, so a
+    series created and ended before the worker ran mails nobody, rather than mailing
+    both people a cancellation for every meeting they never heard of. Withdrawing is a
+    conditional UPDATE, so on PostgreSQL it either wins the row from the sender's claim
+    (the invite is never sent) or waits for the claim and then sees it as sending (the
+    CANCEL is queued): an invite never goes out without its CANCEL following. At worst
+    a sender that claimed the invite renders it after this commits, skips it, and the
+    CANCEL goes out alone, which calendars ignore for an event they do not have.
+
+    This writes outbox rows of another domain directly; ``outbox.withdraw`` would be
+    its proper home."""
     rows = (
         await session.execute(
             update(Meeting)
-            .where(
-                Meeting.series_id.in_(series_ids),
-                Meeting.status == "scheduled",
-                Meeting.scheduled_at > now,
-            )
+            .where(which, Meeting.status == "scheduled")
             .values(status="cancelled", sequence=Meeting.sequence + 1, updated_at=now)
-            .returning(Meeting.id, Meeting.organization_id)
+            .returning(Meeting.id, Meeting.organization_id, Meeting.sequence)
             .execution_options(synchronize_session=False)
         )
     ).all()
     if not rows:
         return 0
-    org_of = {m: o for m, o in rows}
+    meeting_ids = [m for m, _, _ in rows]
+    await _withdraw_pending_invites(session, meeting_ids, now, CANCELLED)
+    invited = set(
+        (
+            await session.execute(
+                select(OutboxMessage.about_id).where(
+                    OutboxMessage.kind == "meeting_invite",
+                    OutboxMessage.group_id.in_(meeting_ids),
+                    OutboxMessage.status.in_(("sent", "sending")),
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
+    org_of = {m: o for m, o, _ in rows}
+    sequence_of = {m: s for m, _, s in rows}
     await outbox.enqueue_many(
         session,
         [
             {
                 "organization_id": org_of[p.meeting_id],
-                "dedupe_key": f"meeting-cancel:{p.meeting_id}:{p.role}",
+                # Keyed by SEQUENCE: a meeting scheduled again and cancelled again is
+                # a new cancellation, not a duplicate of the first.
+                "dedupe_key": (
+                    f"meeting-cancel:{p.meeting_id}:{p.role}:{sequence_of[p.meeting_id]}"
+                ),
                 "kind": "meeting_cancel",
                 "recipient": p.email,
                 "recipient_name": p.name,
@@ -185,10 +318,30 @@ async def cancel_future_meetings(
                 "about_id": p.id,
                 "group_id": p.meeting_id,
             }
-            for p in await _participants(session, list(org_of))
+            for p in await _participants(session, meeting_ids)
+            if p.id in invited
         ],
     )
     return len(rows)
+
+
+async def _withdraw_pending_invites(
+    session: AsyncSession, meeting_ids: Sequence[uuid.UUID], now: datetime, reason: str
+) -> None:
+    """Mark the calendar REQUESTs of these meetings that no sender has claimed as not
+    sent, with the same reply the sender writes when it skips one itself."""
+    if not meeting_ids:
+        return
+    await session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.kind == "meeting_invite",
+            OutboxMessage.group_id.in_(meeting_ids),
+            OutboxMessage.status == "pending",
+        )
+        .values(status="failed", lease_until=None, last_reply=reason, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def materialise_meetings(db: Database, settings: Settings) -> int:
@@ -205,10 +358,15 @@ async def materialise_meetings(db: Database, settings: Settings) -> int:
         )
     created = 0
     for series_id in ids:
-        async with db.sessionmaker() as session, session.begin():
-            series = await session.get(CheckinSeries, series_id)
-            if series is not None:
-                created += await materialise_series(session, series, settings)
+        # One transaction per series: a failure rolls back that series whole (no meeting
+        # without its links and invites) and does not hold up the others.
+        try:
+            async with db.sessionmaker() as session, session.begin():
+                series = await session.get(CheckinSeries, series_id)
+                if series is not None:
+                    created += await materialise_series(session, series, settings)
+        except Exception:
+            log.exception("could not materialise a series", extra={"series_id": str(series_id)})
     return created
 
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.core.validation import TimeZone
-from app.scheduling.recurrence import parse_rule
+from app.scheduling.recurrence import check_rule
 from app.surveys.schemas import Question
 
 # The pre-meeting check-in when a series gives none.
@@ -84,7 +84,9 @@ class CheckinCreate(BaseModel):
         if self.starts_at.tzinfo is None:
             raise ValueError("starts_at: needs a UTC offset, e.g. 2027-01-05T00:00:00+01:00")
         try:
-            parse_rule(self.rrule, self.starts_at, self.timezone)
+            # check_rule, not parse_rule: a rule that never occurs (COUNT=0, 30 February,
+            # an UNTIL before the start) would make a series with no meetings at all.
+            check_rule(self.rrule, self.starts_at, self.timezone)
         except ValueError as exc:
             raise ValueError(f"rrule: {exc}") from exc
         if self.questions:

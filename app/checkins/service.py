@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import select
@@ -16,7 +17,7 @@ from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.employees.models import Employee
-from app.scheduling.recurrence import parse_rule
+from app.scheduling.recurrence import check_rule
 
 SCHEDULE_FIELDS = ("rrule", "timezone", "starts_at", "duration_minutes")
 
@@ -43,7 +44,9 @@ async def create_series(
         employee_id=data.employee_id,
         rrule=data.rrule.strip(),
         timezone=data.timezone,
-        starts_at=data.starts_at,
+        # In UTC, as the database gives it back: the answer to this POST then reads the
+        # same as every later GET.
+        starts_at=data.starts_at.astimezone(UTC),
         duration_minutes=data.duration_minutes,
         questions=_questions(data.questions),
         checkin_lead_hours=data.checkin_lead_hours,
@@ -64,6 +67,7 @@ def _questions(questions: Sequence[Any] | None) -> list[dict[str, Any]]:
 async def get_series(
     session: AsyncSession, org_id: uuid.UUID, series_id: uuid.UUID
 ) -> CheckinSeries:
+    """The organization's series, or 404: another organization's id is not found either."""
     series = await session.get(CheckinSeries, series_id)
     if series is None or series.organization_id != org_id:
         raise NotFound(f"no check-in series with id {series_id}")
@@ -80,6 +84,7 @@ async def list_series(
     limit: int,
     after: uuid.UUID | None,
 ) -> Sequence[CheckinSeries]:
+    """One page (``limit + 1`` rows, to tell whether more follow) in creation order."""
     query = select(CheckinSeries).where(CheckinSeries.organization_id == org_id)
     if manager_id is not None:
         query = query.where(CheckinSeries.manager_id == manager_id)
@@ -101,6 +106,7 @@ async def update_series(
     data: CheckinUpdate,
     settings: Settings,
 ) -> CheckinSeries:
+    """Apply the fields sent; a change to when meetings happen reschedules the future ones."""
     series = await get_series(session, org_id, series_id)
     if series.status != "active":
         raise Conflict("an ended series cannot change", code="series_ended")
@@ -108,11 +114,15 @@ async def update_series(
     for field, value in changes.items():
         if value is None:
             raise Unprocessable.field(["body", field], "may not be null")
+    if "rrule" in changes:
+        changes["rrule"] = changes["rrule"].strip()
+    if "starts_at" in changes:
+        changes["starts_at"] = changes["starts_at"].astimezone(UTC)
     rrule = changes.get("rrule", series.rrule)
     timezone = changes.get("timezone", series.timezone)
     starts_at = changes.get("starts_at", series.starts_at)
     try:
-        parse_rule(rrule, starts_at, timezone)
+        check_rule(rrule, starts_at, timezone)
     except ValueError as exc:
         raise Unprocessable.field(["body", "rrule"], str(exc)) from exc
     reschedule = any(f in changes and changes[f] != getattr(series, f) for f in SCHEDULE_FIELDS)
@@ -124,9 +134,9 @@ async def update_series(
     series.updated_at = utcnow()
     await session.flush()
     if reschedule:
-        # Calendars get a CANCEL for the old times and a REQUEST for the new ones.
-        await meetings.cancel_future_meetings(session, [series.id])
-        await meetings.materialise_series(session, series, settings)
+        # Calendars get a CANCEL for the times that went and a REQUEST for the new ones;
+        # meetings at times the new rule keeps stay, answers and talking points included.
+        await meetings.reschedule_series(session, series, settings)
     return series
 
 
@@ -149,6 +159,7 @@ async def list_meetings(
     limit: int,
     after: uuid.UUID | None,
 ) -> Sequence[Meeting]:
+    """One page of a series' meetings; the router shows only that they happen."""
     await get_series(session, org_id, series_id)
     query = select(Meeting).where(Meeting.series_id == series_id)
     if after is not None:

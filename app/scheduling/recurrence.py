@@ -61,7 +61,44 @@ def parse_rule(text: str, starts_at: datetime, timezone: str) -> rrule:
     # dateutil accepts INTERVAL=0 and only fails while iterating (a 500 later, not a 422).
     if getattr(rule, "_interval", 1) < 1:
         raise ValueError("INTERVAL must be 1 or more")
+    _check_days_exist(rule)
     return rule
+
+
+_DAYS_IN_MONTH = {
+    1: 31,
+    2: 29,
+    3: 31,
+    4: 30,
+    5: 31,
+    6: 30,
+    7: 31,
+    8: 31,
+    9: 30,
+    10: 31,
+    11: 30,
+    12: 31,
+}
+
+
+def _check_days_exist(rule: rrule) -> None:
+    """Refuse BYMONTH with BYMONTHDAY days none of those months has (31 February).
+
+    dateutil would search such a rule year by year up to 9999 before giving up, seconds
+    of CPU inside a request; every other combination that can fire at all fires within
+    the 28-year weekday cycle, so this is the one case to catch up front."""
+    months = getattr(rule, "_bymonth", None)
+    positive = getattr(rule, "_bymonthday", None) or ()
+    negative = getattr(rule, "_bynmonthday", None) or ()
+    if not months or not (positive or negative):
+        return
+    fits = any(d <= _DAYS_IN_MONTH[m] for m in months for d in positive) or any(
+        -d <= _DAYS_IN_MONTH[m] for m in months for d in negative
+    )
+    if not fits:
+        raise ValueError(
+            "the rule has no occurrence: no month in BYMONTH has those BYMONTHDAY days"
+        )
 
 
 def check_rule(text: str, starts_at: datetime, timezone: str) -> None:

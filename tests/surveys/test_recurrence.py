@@ -220,3 +220,13 @@ def test_rule_without_a_time_takes_the_time_of_day_of_its_start() -> None:
         "2027-01-11 10:15 +0100",
         "2027-01-18 10:15 +0100",
     ]
+
+
+@pytest.mark.parametrize(
+    "rule",
+    ["FREQ=DAILY;BYMONTH=2;BYMONTHDAY=31;BYHOUR=9", "FREQ=YEARLY;BYMONTH=4,6;BYMONTHDAY=-31"],
+)
+def test_a_day_no_listed_month_has_is_refused_at_once(rule: str) -> None:
+    """dateutil would search such a rule until the year 9999 (seconds inside a request)."""
+    with pytest.raises(ValueError, match="no occurrence"):
+        check_rule(rule, datetime(2027, 1, 1, tzinfo=UTC), "Europe/Berlin")
