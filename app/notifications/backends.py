@@ -159,7 +159,11 @@ class _SMTPConnection:
             # would abandon the whole batch to the lease instead of this one message.
             return SendResult("permanent", f"not sent: {exc}"[:500])
         except aiosmtplib.SMTPResponseException as exc:
-            await self._drop()
+            # 421 means the server is closing the channel; any other refusal leaves the
+            # session usable after a RSET, so a 451 does not cost a new connection (and,
+            # against a real server, a new TLS handshake and login).
+            if exc.code == 421 or not await self._reset():
+                await self._drop()
             return _classify(exc.code, exc.message)
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             await self._drop()
@@ -170,6 +174,15 @@ class _SMTPConnection:
         # aiosmtplib hands back the text of the DATA reply only; its code is always 250
         # (any other raises), and the row keeps "code text" like every other reply.
         return _classify(250, response)
+
+    async def _reset(self) -> bool:
+        if self.client is None or not self.client.is_connected:
+            return False
+        try:
+            await self.client.rset()
+        except (TimeoutError, aiosmtplib.SMTPException, OSError):
+            return False
+        return True
 
     async def _drop(self) -> None:
         if self.client is not None:

@@ -13,12 +13,15 @@ import random
 from datetime import timedelta
 from email.message import EmailMessage
 
+from sqlalchemy import select
+
 from app.core.config import Settings
 from app.core.db import Database, utcnow
 from app.notifications import outbox
 from app.notifications.backends import Backend, SendResult, backend_from_url
 from app.notifications.outbox import Claimed
 from app.notifications.render import AboutGone, build_message, render
+from app.organizations.models import Organization
 
 log = logging.getLogger("pulse.email")
 
@@ -65,6 +68,16 @@ async def _render_batch(
 ) -> list[tuple[Claimed, EmailMessage | SendResult]]:
     out: list[tuple[Claimed, EmailMessage | SendResult]] = []
     async with db.sessionmaker() as session:
+        # Every message names its organization; load the batch's organizations once and
+        # keep them referenced, so renderers' lookups hit the identity map instead of
+        # the database (one query per message was most of the sender's overhead).
+        organizations = (
+            await session.scalars(
+                select(Organization).where(
+                    Organization.id.in_({c.organization_id for c in claimed})
+                )
+            )
+        ).all()
         for c in claimed:
             if c.attempts > settings.email_max_attempts:
                 out.append((c, SendResult("permanent", f"gave up after {c.attempts - 1} attempts")))
@@ -78,6 +91,7 @@ async def _render_batch(
                     "could not render email", extra={"outbox_id": str(c.id), "kind": c.kind}
                 )
                 out.append((c, SendResult("temporary", f"render error: {exc.__class__.__name__}")))
+    del organizations
     return out
 
 
