@@ -101,7 +101,9 @@ def test_demo_fills_an_empty_database_once(tmp_path: Path) -> None:
         cursor = None
         while True:
             params = {"limit": 500, **({"cursor": cursor} if cursor else {})}
-            page = httpx.get(f"{base}/v1/employees", headers=headers, params=params).json()
+            response = httpx.get(f"{base}/v1/employees", headers=headers, params=params)
+            assert response.status_code == 200, response.text
+            page = response.json()
             people += page["items"]
             cursor = page["next_cursor"]
             if not cursor:

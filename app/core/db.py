@@ -109,9 +109,10 @@ class TimestampMixin:
 
 
 def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
-    """WAL so readers never wait for the writer, foreign keys on, a busy timeout instead
-    of instant 'database is locked', and real BEGINs so SAVEPOINTs work (the sqlite3
-    driver's own transaction handling breaks them; see SQLAlchemy's pysqlite notes)."""
+    """WAL, foreign keys on, a busy timeout instead of instant 'database is locked', and
+    our own BEGIN IMMEDIATEs so SAVEPOINTs work (the sqlite3 driver's own transaction
+    handling breaks them; see SQLAlchemy's pysqlite notes) and writers queue instead of
+    failing (see _on_begin)."""
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -125,7 +126,12 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # IMMEDIATE takes the write lock at BEGIN, waiting up to the busy timeout. A
+        # deferred BEGIN that reads, then writes after another connection committed,
+        # fails at once with SQLITE_BUSY_SNAPSHOT (the busy timeout does not apply to
+        # that upgrade): with the worker writing beside the API, requests that read
+        # then write (every authenticated one updates last_used_at) would answer 500.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, *, busy_timeout_ms: int = 5000) -> AsyncEngine:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from pathlib import Path
 
-from app.core.db import new_id
+from sqlalchemy import text
+
+from app.core.db import Database, new_id
 
 
 def test_ids_are_version_7_with_the_rfc_variant() -> None:
@@ -20,3 +24,32 @@ def test_ids_do_not_repeat() -> None:
 def test_ids_generated_in_a_row_sort_in_creation_order() -> None:
     ids = [new_id() for _ in range(2_000)]
     assert ids == sorted(ids)
+
+
+async def test_sqlite_read_then_write_beside_another_writer_does_not_fail(tmp_path: Path) -> None:
+    """The embedded default runs the worker beside the API on one SQLite file: a request
+    that reads and then writes while the worker commits must wait its turn, not fail
+    with 'database is locked' (SQLITE_BUSY_SNAPSHOT on a deferred BEGIN)."""
+    db = Database.from_url(f"sqlite+aiosqlite:///{tmp_path / 'busy.db'}")
+    try:
+        async with db.sessionmaker() as session, session.begin():
+            await session.execute(text("CREATE TABLE t (n INTEGER)"))
+        first_read = asyncio.Event()
+
+        async def reader_then_writer() -> None:
+            async with db.sessionmaker() as session, session.begin():
+                await session.execute(text("SELECT count(*) FROM t"))
+                first_read.set()
+                await asyncio.sleep(0.3)
+                await session.execute(text("INSERT INTO t VALUES (1)"))
+
+        async def other_writer() -> None:
+            await first_read.wait()
+            async with db.sessionmaker() as session, session.begin():
+                await session.execute(text("INSERT INTO t VALUES (2)"))
+
+        await asyncio.gather(reader_then_writer(), other_writer())
+        async with db.sessionmaker() as session:
+            assert await session.scalar(text("SELECT count(*) FROM t")) == 2
+    finally:
+        await db.dispose()
