@@ -6,7 +6,8 @@ the JSON API reach ≥ 70 % of the submissions per second of a minimal endpoint 
 the same token lookup + insert on the same stack (FastAPI, uvicorn, one worker, the same
 database), measured in the same run, under 64 concurrent connections, with no errors.
 
-What runs, per backend (SQLite file and/or PostgreSQL):
+What runs, per backend (``--backend``; by default SQLite, and PostgreSQL at
+``--postgres-url`` when it is reachable):
 
 * Setup (not timed): a fresh database migrated to head, as a deploy would; one
   organization, N employees (``--employees``, default 40,000) through
@@ -27,21 +28,25 @@ What runs, per backend (SQLite file and/or PostgreSQL):
   the same options, on the same database through ``app.core.db.make_engine`` (same
   pool, same SQLite PRAGMAs): ``POST /answer/{token}`` with the same body (a one-field
   pydantic model) does SHA-256 of the token, the conditional ``UPDATE invitation SET
-  answered = true WHERE token_hash = :h AND answered = false`` (first, as the app does,
-  so SQLite transactions never read before they write), the ``SELECT`` of the
+  answered = true WHERE token_hash = :h AND answered = false`` (first, as the app
+  does), the ``SELECT`` of the
   invitation joined to its wave by ``token_hash``, ``INSERT`` of the response and its 3
   answer rows, commit: SQLAlchemy Core on the app's tables, no ORM session, no
   SAVEPOINT, no answer checks, no middleware.
 * Ping: ``GET /ping`` on the baseline process (a bare FastAPI route, no database), and
   ``GET /healthz`` on the subject (Pulse's middleware stack, no database), through the
-  same load generator: the ping rate shows how much more the generator can drive than
-  either side needs.
+  same load generator, at the start and the end: the ping rate shows how much more the
+  generator can drive than either side needs (it must reach 2 × the faster side).
 * Load generator: a raw asyncio HTTP/1.1 client (uvloop when installed) in its own
   spawned process: 64 keep-alive connections opened before the clock starts, one
   coroutine per connection, every request's bytes built beforehand, one latency per
-  request (write to last body byte). Each run lasts ``--duration`` seconds (default 10);
-  requests are taken from one token list, each token once. Errors are non-2xx answers
-  and socket or protocol errors. ``wrk`` is not used (not installed here).
+  request (write to last body byte; p50/p95/p99 and the slowest). Each run lasts
+  ``--duration`` seconds (default 10) and, as wrk does, its rate counts the 2xx answers
+  completed within that window; the requests in flight at the end are finished and
+  checked but not counted in the rate.
+  Requests are taken from one token list, each token once. Errors are non-2xx answers
+  and socket or protocol errors; what the server logged during a run (its unhandled
+  errors, with the failing statement) is printed under it. ``wrk`` is not used.
 * One warm-up run of each side (``--warmup`` s, not counted), then ``--rounds``
   (default 3) of each, alternating (B S, S B, B S, ...), each on fresh tokens; medians
   of submissions/s and of each run's p50/p95/p99. Beside them the CPU seconds the
@@ -53,7 +58,10 @@ What runs, per backend (SQLite file and/or PostgreSQL):
   ×3 for answers: no answer lost or doubled.
 * ``--profile`` adds one subject run with ``py-spy record`` (if py-spy is installed in
   the venv: ``.venv/bin/pip install py-spy``) attached to the serve process and prints
-  where its time goes (inclusive and own samples per function).
+  where its time goes: samples of the thread holding the GIL, inclusive per function
+  of Pulse and per SQLAlchemy/FastAPI entry point, and own.
+
+The header names the commit measured (and whether app/ had uncommitted changes).
 
 Exit status 1 when the target or a correctness check fails.
 
@@ -116,6 +124,27 @@ def cpu_pressure() -> str:
         return f"{float(fields['avg60']):.0f} %"
     except (OSError, KeyError, ValueError):
         return "n/a"
+
+
+def code_version() -> str:
+    """The commit measured, and whether app/ differs from it: others change the app
+    while benchmarks run."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "app"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head}{' + uncommitted changes in app/' if dirty else ''}"
 
 
 def say(line: str = "") -> None:
@@ -493,8 +522,14 @@ class Server:
                 continue
             if not isinstance(record, dict):
                 continue
-            exc = str(record.get("exc") or "").strip().splitlines()
-            out[f"{record.get('level')} {record.get('msg')}" + (f": {exc[-1]}" if exc else "")] += 1
+            # The exception's own line (not SQLAlchemy's "Background on this error" link)
+            # and, for a database error, the statement.
+            exc = [
+                line
+                for line in str(record.get("exc") or "").splitlines()
+                if line.startswith("[SQL:") or ("Error: " in line and not line.startswith(" "))
+            ]
+            out[f"{record.get('level')} {record.get('msg')}: " + " ".join(exc[-2:])] += 1
         return out
 
     def log_tail(self, lines: int = 15) -> str:
@@ -585,7 +620,7 @@ async def _drive(
         requests = [_request(method, path + t, port, body) for t in tokens]
     n = len(requests)
     streams = [await asyncio.open_connection(HOST, port) for _ in range(connections)]
-    state = {"next": 0, "exhausted": False, "reconnects": 0}
+    state = {"next": 0, "exhausted": False, "reconnects": 0, "in_window": 0}
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     socket_errors: Counter[str] = Counter()
@@ -627,8 +662,11 @@ async def _drive(
                     socket_errors[again.__class__.__name__] += 1
                     break
                 continue
-            latencies.append(clock() - t0)
+            t1 = clock()
+            latencies.append(t1 - t0)
             statuses[status] += 1
+            if t1 <= deadline and 200 <= status < 300:
+                state["in_window"] += 1
             if not 200 <= status < 300 and len(samples) < 3:
                 samples.append((head + answer[:400]).decode("latin-1"))
             if b"\r\nconnection: close" in lower:
@@ -653,10 +691,13 @@ async def _drive(
         "elapsed": elapsed,
         "completed": len(latencies),
         "ok": ok,
-        "rps": ok / elapsed,
+        # Like wrk: answers completed within the window, over the window; the ones in
+        # flight at the deadline are finished (and checked) but not counted here.
+        "rps": state["in_window"] / duration,
         "p50": pct(50) if latencies else float("nan"),
         "p95": pct(95) if latencies else float("nan"),
         "p99": pct(99) if latencies else float("nan"),
+        "max": latencies[-1] if latencies else float("nan"),
         "statuses": dict(statuses),
         "socket_errors": dict(socket_errors),
         "samples": samples,
@@ -712,7 +753,10 @@ def drive(
     if not parent.poll(duration + 120):
         proc.kill()
         raise RuntimeError("the load generator did not report back")
-    result: dict[str, Any] = parent.recv()
+    try:
+        result: dict[str, Any] = parent.recv()
+    except EOFError:
+        raise RuntimeError(f"the load generator died (exit code {proc.exitcode})") from None
     proc.join(10)
     if "error" in result:
         raise RuntimeError(f"load generator failed: {result['error']}")
@@ -730,7 +774,8 @@ def errors_of(r: dict[str, Any]) -> int:
 def describe(r: dict[str, Any]) -> str:
     line = (
         f"{r['rps']:>7,.0f} req/s  p50 {ms(r['p50']):>9}  p95 {ms(r['p95']):>9}  "
-        f"p99 {ms(r['p99']):>9}  {r['completed']:>6,} answers in {r['elapsed']:.1f} s  "
+        f"p99 {ms(r['p99']):>9}  max {ms(r['max']):>9}  "
+        f"{r['completed']:>6,} responses in {r['elapsed']:.1f} s  "
         f"errors {errors_of(r)}  server CPU {r['server_cpu'] / max(1, r['completed']) * 1e3:.2f}"
         f" ms/req  generator CPU {r['client_cpu'] / r['elapsed']:.0%} of a core"
     )
@@ -794,9 +839,30 @@ def profile_subject(server: Server, tokens: list[str], duration: float, tmp: Pat
             inclusive[key] += count
         own[keys[-1]] += count
     say(f"  py-spy: {total:,} samples of the thread holding the GIL")
-    say("  inclusive (% of samples):")
-    for key, count in inclusive.most_common(40):
+    say("  inclusive, Pulse's own functions (% of samples):")
+    for key, count in [kc for kc in inclusive.most_common() if " (app/" in kc[0]][:25]:
         say(f"    {count / total:6.1%}  {key[-150:]}")
+    say("  inclusive, SQLAlchemy, FastAPI and Starlette entry points (% of samples):")
+    shown = 0
+    for key, count in inclusive.most_common():
+        if shown < 15 and any(
+            name in key
+            for name in (
+                "AsyncSession.execute",
+                "AsyncSession.commit",
+                "greenlet_spawn",
+                "solve_dependencies",
+                "run_in_threadpool",
+                "serialize_response",
+                "_compile_w_cache",
+                "_generate_cache_key",
+                "bulk_persistence",
+                "Connection._execute (aiosqlite",
+                "begin_nested",
+            )
+        ):
+            say(f"    {count / total:6.1%}  {key[-150:]}")
+            shown += 1
     say("  own (% of samples):")
     for key, count in own.most_common(25):
         say(f"    {count / total:6.1%}  {key[-150:]}")
@@ -822,6 +888,9 @@ class Result:
     def ratio(self) -> float:
         baseline = self.median("baseline", "rps")
         return self.median("subject", "rps") / baseline if baseline else float("nan")
+
+    def cpu_per_request(self, side: str) -> float:
+        return statistics.median(r["server_cpu"] / r["completed"] for r in getattr(self, side))
 
     @property
     def ok(self) -> bool:
@@ -997,7 +1066,8 @@ def main() -> int:
         f"subject runs with PULSE_LOG_LEVEL=WARNING (no access log line per request); load "
         f"generator: raw asyncio HTTP/1.1 keep-alive client in its own process (wrk "
         f"{'found but not used' if shutil.which('wrk') else 'not installed'}); "
-        f"{os.cpu_count()} CPUs; CPU pressure (last minute) {cpu_pressure()}"
+        f"code at {code_version()}; {os.cpu_count()} CPUs; CPU pressure (last minute) "
+        f"{cpu_pressure()}"
     )
     t0 = time.perf_counter()
     results: list[Result] = []
@@ -1020,13 +1090,15 @@ def main() -> int:
                 f"    {label:<16} {res.median(side, 'rps'):>7,.0f} req/s   "
                 f"p50 {ms(res.median(side, 'p50'))}   p95 {ms(res.median(side, 'p95'))}   "
                 f"p99 {ms(res.median(side, 'p99'))}   errors {sum(errors_of(r) for r in runs)}"
-                f"   server CPU "
-                f"{statistics.median(r['server_cpu'] / r['completed'] for r in runs) * 1e3:.2f}"
-                " ms/req   runs " + ", ".join(f"{r['rps']:,.0f}" for r in runs)
+                f"   server CPU {res.cpu_per_request(side) * 1e3:.2f} ms/req   runs "
+                + ", ".join(f"{r['rps']:,.0f}" for r in runs)
             )
+        cpu_ratio = res.cpu_per_request("baseline") / res.cpu_per_request("subject")
         say(
             f"    ratio {res.ratio:.2f} (target ≥ {TARGET_RATIO:.2f})   "
-            f"{'PASS' if res.ok else 'FAIL'}"
+            f"{'PASS' if res.ok else 'FAIL'}   (for comparison, baseline ÷ subject server CPU "
+            f"per request: {cpu_ratio:.2f}"
+            + (", the database server's share not included)" if res.backend != "sqlite" else ")")
         )
         for p in res.problems:
             say(f"    !! {p}")

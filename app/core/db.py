@@ -136,7 +136,10 @@ def _configure_sqlite(engine: AsyncEngine, busy_timeout_ms: int) -> None:
 
 def make_engine(url: str, *, busy_timeout_ms: int = 5000) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url)
+        # One connection: with BEGIN IMMEDIATE transactions run one at a time anyway, and
+        # the pool queues them first come, first served, where several connections would
+        # poll SQLite's busy handler and some would time out (a 500) under load.
+        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
         _configure_sqlite(engine, busy_timeout_ms)
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)

@@ -42,7 +42,7 @@ TimeZone = Annotated[
 ]
 
 
-def reject_nul_in_request(request: Request) -> None:
+async def reject_nul_in_request(request: Request) -> None:
     """PostgreSQL text cannot hold NUL; refuse it at the door, naming the parameter or
     the body field, rather than letting the database fail with what would be a 500."""
     for name, value in request.query_params.multi_items():
