@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from fastapi import Request
 from sqlalchemy import JSON, DateTime, MetaData, event
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -139,7 +139,11 @@ def make_engine(url: str, *, busy_timeout_ms: int = 5000) -> AsyncEngine:
         # One connection: with BEGIN IMMEDIATE transactions run one at a time anyway, and
         # the pool queues them first come, first served, where several connections would
         # poll SQLite's busy handler and some would time out (a 500) under load.
-        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+        database = make_url(url).database or ""
+        in_memory = database in ("", ":memory:") or "mode=memory" in url
+        # (An in-memory database already has exactly one connection, a StaticPool.)
+        pool = {} if in_memory else {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60}
+        engine = create_async_engine(url, **pool)
         _configure_sqlite(engine, busy_timeout_ms)
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
