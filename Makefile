@@ -7,6 +7,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Links in emails and the ones make run prints point at where make run serves, unless
+# PULSE_PUBLIC_BASE_URL is set in the environment.
+PULSE_PUBLIC_BASE_URL ?= http://$(HOST):$(PORT)
 
 .PHONY: run test lint format bench migrate demo clean
 
@@ -26,6 +29,7 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 
 # The embedded default: SQLite file pulse.db, worker in-process, emails as .eml files in
 # mail/. A secret key for personal links is generated into .env on the first run.
+run: export PULSE_PUBLIC_BASE_URL := $(PULSE_PUBLIC_BASE_URL)
 run: $(VENV)/.installed
 	@test -f .env && grep -q '^PULSE_SECRET_KEY=' .env || { \
 	  echo "PULSE_SECRET_KEY=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(32))')" >> .env; \
