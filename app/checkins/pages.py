@@ -23,17 +23,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import inspect
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Body, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
-from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -51,11 +49,17 @@ from app.checkins.page_service import (
     NotYourRole,
 )
 from app.core.config import Settings
-from app.core.errors import PulseError, Unprocessable, error_responses
+from app.core.errors import PulseError, error_responses
 from app.organizations.dependencies import Session
 from app.surveys import messages as survey_messages
 from app.surveys.pages import CSS as SHARED_CSS
-from app.surveys.pages import JSON_CSP, LINK_HEADERS, STYLE_HASH
+from app.surveys.pages import (
+    JSON_CSP,
+    STYLE_HASH,
+    LinkRoute,
+    is_bad_token,
+    problem_from_handlers,
+)
 from app.surveys.ratelimit import TooManyAttempts, client_key, limiter_for
 
 # --- Rendering --------------------------------------------------------------------------
@@ -333,18 +337,10 @@ def _status_of(exc: Exception) -> int:
 # --- The route classes ------------------------------------------------------------------
 
 
-def _is_bad_token(exc: Exception) -> bool:
-    """A token the request-wide NUL check refused is a malformed token: 404 like any
-    other, not a 422 that would tell it apart."""
-    return isinstance(exc, Unprocessable) and any(
-        e.get("loc", [])[:1] == ["path"] for e in exc.errors or []
-    )
-
-
 def _link_error(request: Request, exc: Exception) -> Exception | None:
     """The error to answer with (a failed lookup may become 429), or None to let an
     unexpected exception through to the last-resort 500 handler."""
-    if isinstance(exc, MeetingLinkNotFound) or _is_bad_token(exc):
+    if isinstance(exc, MeetingLinkNotFound) or is_bad_token(exc):
         wait = limiter_for(request.app).record_failure(client_key(request))
         return TooManyAttempts(wait) if wait is not None else MeetingLinkNotFound()
     if isinstance(exc, RequestValidationError):
@@ -364,58 +360,24 @@ def _tidy_validation(exc: RequestValidationError) -> RequestValidationError:
     return RequestValidationError(errors, body=exc.body)
 
 
-async def _problem(request: Request, exc: Exception) -> Response:
-    """problem+json from the app's own handlers, so the twin's errors read exactly like
-    the rest of the API's."""
-    handlers = request.app.exception_handlers
-    for cls in type(exc).__mro__:
-        if cls in handlers:
-            response = handlers[cls](request, exc)
-            if inspect.isawaitable(response):
-                response = await response
-            assert isinstance(response, Response)
-            return response
-    raise exc
-
-
-class _LinkRoute(APIRoute):
-    csp: ClassVar[str]
-
-    async def error_response(self, request: Request, exc: Exception) -> Response:
-        raise NotImplementedError
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            # Errors are answered here, inside the route, so they get the headers too.
-            # Swallowing them is safe: the session dependency has already rolled back.
-            try:
-                response = await handler(request)
-            except Exception as exc:
-                error = _link_error(request, exc)
-                if error is None:
-                    raise
-                response = await self.error_response(request, error)
-            response.headers.update(LINK_HEADERS)
-            response.headers["Content-Security-Policy"] = self.csp
-            return response
-
-        return handle
-
-
-class _PageRoute(_LinkRoute):
+class _PageRoute(LinkRoute):
     csp = PAGE_CSP
+
+    def link_error(self, request: Request, exc: Exception) -> Exception | None:
+        return _link_error(request, exc)
 
     async def error_response(self, request: Request, exc: Exception) -> Response:
         return _error_page(request, exc)
 
 
-class _JSONRoute(_LinkRoute):
+class _JSONRoute(LinkRoute):
     csp = JSON_CSP
 
+    def link_error(self, request: Request, exc: Exception) -> Exception | None:
+        return _link_error(request, exc)
+
     async def error_response(self, request: Request, exc: Exception) -> Response:
-        return await _problem(request, exc)
+        return await problem_from_handlers(request, exc)
 
 
 # --- The pages --------------------------------------------------------------------------

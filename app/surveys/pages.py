@@ -236,7 +236,7 @@ def _status_of(exc: Exception) -> int:
 # --- The route class --------------------------------------------------------------------
 
 
-def _is_bad_token(exc: Exception) -> bool:
+def is_bad_token(exc: Exception) -> bool:
     """A token the request-wide NUL check refused is a malformed token: 404 like any
     other, not a 422 that would tell it apart."""
     return isinstance(exc, Unprocessable) and any(
@@ -247,7 +247,7 @@ def _is_bad_token(exc: Exception) -> bool:
 def _link_error(request: Request, exc: Exception) -> Exception | None:
     """The error to answer with (a failed lookup may become 429), or None to let an
     unexpected exception through to the last-resort 500 handler."""
-    if isinstance(exc, LinkNotFound) or _is_bad_token(exc):
+    if isinstance(exc, LinkNotFound) or is_bad_token(exc):
         wait = limiter_for(request.app).record_failure(client_key(request))
         return TooManyAttempts(wait) if wait is not None else LinkNotFound()
     if isinstance(exc, PulseError | RequestValidationError | StarletteHTTPException):
@@ -255,7 +255,7 @@ def _link_error(request: Request, exc: Exception) -> Exception | None:
     return None
 
 
-async def _problem(request: Request, exc: Exception) -> Response:
+async def problem_from_handlers(request: Request, exc: Exception) -> Response:
     """problem+json from the app's own handlers, so the twin's errors read exactly like
     the rest of the API's."""
     handlers = request.app.exception_handlers
@@ -269,8 +269,16 @@ async def _problem(request: Request, exc: Exception) -> Response:
     raise exc
 
 
-class _LinkRoute(APIRoute):
+class LinkRoute(APIRoute):
+    """Routes behind a personal link (survey and meeting pages, and their JSON twins):
+    every answer, errors included, carries the link headers and the CSP; a failed
+    lookup counts against the client and may become a 429. Subclasses say how an error
+    reads (a page or problem+json) and may refine which errors are the link's."""
+
     csp: ClassVar[str]
+
+    def link_error(self, request: Request, exc: Exception) -> Exception | None:
+        return _link_error(request, exc)
 
     async def error_response(self, request: Request, exc: Exception) -> Response:
         raise NotImplementedError
@@ -280,12 +288,13 @@ class _LinkRoute(APIRoute):
 
         async def handle(request: Request) -> Response:
             # Errors are answered here, inside the route, so they get the headers too.
-            # Swallowing them is safe: answering.submit writes in a SAVEPOINT that is
-            # already rolled back when its error reaches us.
+            # Swallowing them is safe: a refused answer has already rolled the request's
+            # transaction back (answering._submit), and the session dependency rolls back
+            # whatever else raised.
             try:
                 response = await handler(request)
             except Exception as exc:
-                error = _link_error(request, exc)
+                error = self.link_error(request, exc)
                 if error is None:
                     raise
                 response = await self.error_response(request, error)
@@ -296,18 +305,18 @@ class _LinkRoute(APIRoute):
         return handle
 
 
-class _PageRoute(_LinkRoute):
+class _PageRoute(LinkRoute):
     csp = PAGE_CSP
 
     async def error_response(self, request: Request, exc: Exception) -> Response:
         return _error_page(request, exc)
 
 
-class _JSONRoute(_LinkRoute):
+class _JSONRoute(LinkRoute):
     csp = JSON_CSP
 
     async def error_response(self, request: Request, exc: Exception) -> Response:
-        return await _problem(request, exc)
+        return await problem_from_handlers(request, exc)
 
 
 # --- The pages --------------------------------------------------------------------------
