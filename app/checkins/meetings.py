@@ -190,7 +190,7 @@ async def _create_links(
     key_id, key = links.current_key(settings)
     rows = []
     for role, employee_id in (("manager", series.manager_id), ("report", series.employee_id)):
-        link_id, salt = new_id(), links.new_salt()
+        link_id, salt, token_hash = links.new_link(key)
         rows.append(
             {
                 "id": link_id,
@@ -199,7 +199,7 @@ async def _create_links(
                 "role": role,
                 "salt": salt,
                 "key_id": key_id,
-                "token_hash": links.hash_token(links.make_token(key, link_id, salt)),
+                "token_hash": token_hash,
             }
         )
     await session.execute(_insert(session, MeetingLink), rows)

@@ -107,7 +107,7 @@ async def _past_meetings(
             )
         )
         for role, employee_id in (("manager", series.manager_id), ("report", series.employee_id)):
-            link_id, salt = new_id(), links.new_salt()
+            link_id, salt, token_hash = links.new_link(key)
             await session.execute(
                 insert(MeetingLink).values(
                     id=link_id,
@@ -116,7 +116,7 @@ async def _past_meetings(
                     role=role,
                     salt=salt,
                     key_id=key_id,
-                    token_hash=links.hash_token(links.make_token(key, link_id, salt)),
+                    token_hash=token_hash,
                 )
             )
         await session.execute(

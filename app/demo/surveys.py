@@ -166,7 +166,7 @@ async def _closed_wave(
     )
     invitations, responses, answers = [], [], []
     for e in employees:
-        inv_id, salt = new_id(), links.new_salt()
+        inv_id, salt, token_hash = links.new_link(key)
         answered = rng.random() < (
             0.62 + 0.02 * month if e.team != "Support" else 0.7 - 0.02 * month
         )
@@ -177,7 +177,7 @@ async def _closed_wave(
                 "employee_id": e.id,
                 "salt": salt,
                 "key_id": key_id,
-                "token_hash": links.hash_token(links.make_token(key, inv_id, salt)),
+                "token_hash": token_hash,
                 "team": e.team,
                 "department": e.department,
                 "manager_id": e.manager_id,

@@ -15,6 +15,7 @@ import os
 import uuid
 
 from app.core.config import Settings
+from app.core.db import new_id
 
 log = logging.getLogger("pulse.links")
 
@@ -55,6 +56,13 @@ def make_token(key: bytes, row_id: uuid.UUID, salt: bytes) -> str:
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_link(key: bytes) -> tuple[uuid.UUID, bytes, str]:
+    """A new row's id, salt and token hash: what a linked row (an invitation, a meeting
+    participant) stores so its link can be recomputed and looked up, never the link."""
+    row_id, salt = new_id(), new_salt()
+    return row_id, salt, hash_token(make_token(key, row_id, salt))
 
 
 def looks_like_token(token: str) -> bool:
