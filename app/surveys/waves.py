@@ -7,6 +7,7 @@ outbox row per dedupe key, and a reminder round is claimed by moving
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import uuid
@@ -174,26 +175,46 @@ async def _invite_postgresql(
     key: bytes,
     now: datetime,
 ) -> int:
-    audience = select(Employee.id).where(*_audience_filter(survey)).order_by(Employee.id)
-    total = 0
-    stream = await session.stream_scalars(audience.execution_options(yield_per=CHUNK))
-    async for employee_ids in stream.partitions(CHUNK):
+    """The database inserts one chunk while a thread makes the next chunk's ids, salts
+    and hashes, so this process's share of the work hides behind the server's."""
+
+    def material(employee_ids: Sequence[uuid.UUID]) -> dict[str, Any]:
         ids, salts, hashes = zip(*(links.new_link(key) for _ in employee_ids), strict=True)
+        return {
+            "ids": list(ids),
+            "salts": list(salts),
+            "hashes": list(hashes),
+            "message_ids": [new_id() for _ in employee_ids],
+            "employee_ids": list(employee_ids),
+        }
+
+    async def write(chunk: dict[str, Any]) -> int:
         result = await session.execute(
             _POSTGRESQL_INVITE,
             {
-                "ids": list(ids),
-                "salts": list(salts),
-                "hashes": list(hashes),
-                "message_ids": [new_id() for _ in employee_ids],
-                "employee_ids": list(employee_ids),
+                **chunk,
                 "organization_id": survey.organization_id,
                 "wave_id": wave_id,
                 "key_id": key_id,
                 "now": now,
             },
         )
-        total += cast(CursorResult[Any], result).rowcount
+        return cast(CursorResult[Any], result).rowcount
+
+    audience = select(Employee.id).where(*_audience_filter(survey)).order_by(Employee.id)
+    stream = await session.stream_scalars(audience.execution_options(yield_per=CHUNK))
+    total = 0
+    ready: dict[str, Any] | None = None
+    async for employee_ids in stream.partitions(CHUNK):
+        if ready is None:
+            ready = await asyncio.to_thread(material, employee_ids)
+            continue
+        ready, written = await asyncio.gather(
+            asyncio.to_thread(material, employee_ids), write(ready)
+        )
+        total += written
+    if ready is not None:
+        total += await write(ready)
     return total
 
 
