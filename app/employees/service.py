@@ -10,7 +10,7 @@ from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.db import new_id, utcnow
+from app.core.db import new_id, refresh_statistics, utcnow
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.employees.models import Employee
 from app.employees.schemas import EmployeeCreate, EmployeeUpdate, email_key
@@ -198,13 +198,16 @@ async def count_employees(session: AsyncSession, org_id: uuid.UUID) -> int:
 
 
 async def bulk_insert(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Insert many employees in one executemany (used by import and the demo)."""
+    """Insert many employees in one executemany (used by import and the demo), then
+    refresh the database's statistics of the directory: a directory that arrives in
+    bulk changes how wave opening should read it (see ``refresh_statistics``)."""
     if rows:
         now = utcnow()
         for row in rows:
             row.setdefault("created_at", now)
             row.setdefault("updated_at", now)
         await session.execute(insert(Employee), rows)
+        await refresh_statistics(session, Employee.__tablename__)
 
 
 async def bulk_update(session: AsyncSession, rows: list[dict[str, Any]]) -> None:

@@ -8,6 +8,7 @@ so every reminder and resend carries the same one."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import logging
@@ -49,9 +50,16 @@ def new_salt() -> bytes:
     return os.urandom(SALT_BYTES)
 
 
+@functools.lru_cache(maxsize=8)
+def _signer(key: bytes) -> hmac.HMAC:
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
 def make_token(key: bytes, row_id: uuid.UUID, salt: bytes) -> str:
-    digest = hmac.new(key, row_id.bytes + salt, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    # Copying a keyed HMAC skips re-deriving the padded key for each of a wave's links.
+    signer = _signer(key).copy()
+    signer.update(row_id.bytes + salt)
+    return base64.urlsafe_b64encode(signer.digest()).decode().rstrip("=")
 
 
 def hash_token(token: str) -> str:

@@ -33,7 +33,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.core.config import Settings
 from app.core.db import Database, utcnow
 from app.employees.models import Employee
-from app.notifications import outbox
 from app.notifications.models import OutboxMessage
 from app.scheduling import worker
 from app.surveys import links, waves
@@ -751,3 +750,113 @@ async def test_opening_a_wave_takes_the_same_number_of_inserts_for_3_or_300_peop
     [wave] = await waves_of(db, big)
     assert wave.invited == 300
     assert len(await outbox_keys(db, f"invite:{wave.id}:")) == 300
+
+
+async def test_invitations_made_over_several_chunks_match_their_people_and_links(
+    db: Database, org: Org, other_org: Org, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small chunks, so PostgreSQL builds a chunk's link material while it writes the
+    previous one (SQLite writes the whole audience in one statement either way)."""
+    monkeypatch.setattr(waves, "CHUNK", 7)
+    [boss] = await add_people(db, org.id, 1, team="Board", department="Management")
+    people = await add_people(
+        db,
+        org.id,
+        30,
+        team="Sales",
+        department="Revenue",
+        manager_id=boss,
+        locale="ar",
+        attributes={"site": "Cairo"},
+    )
+    await add_people(db, org.id, 2, team="Sales", active=False)
+    await add_people(db, other_org.id, 3, team="Sales")
+    survey_id, occurrence = await due_survey(db, org.id, minutes_ago=1)
+
+    async with db.sessionmaker() as session, session.begin():
+        survey = await session.get(Survey, survey_id)
+        assert survey is not None
+        wave_id = await waves.open_wave(session, survey, occurrence, settings)
+    assert wave_id is not None
+
+    [wave] = await waves_of(db, survey_id)
+    invitations = await invitations_of(db, wave_id)
+    assert wave.invited == len(invitations) == 31
+    assert sorted(i.employee_id for i in invitations) == sorted([boss, *people])
+    mine = [i for i in invitations if i.employee_id != boss]
+    assert {(i.team, i.department, i.manager_id, i.locale) for i in mine} == {
+        ("Sales", "Revenue", boss, "ar")
+    }
+    assert all(i.attributes == {"site": "Cairo"} and not i.answered for i in mine)
+    # Each row's link opens that row alone: the salt and hash were made together.
+    for invitation in invitations:
+        token = links.recompute(settings, invitation.id, invitation.salt, invitation.key_id)
+        assert links.hash_token(token) == invitation.token_hash
+    assert len({i.salt for i in invitations}) == len({i.token_hash for i in invitations}) == 31
+
+    async with db.sessionmaker() as session:
+        messages = list(
+            (
+                await session.execute(
+                    select(OutboxMessage).where(OutboxMessage.group_id == wave_id)
+                )
+            ).scalars()
+        )
+    by_invitation = {i.id: i for i in invitations}
+    assert len(messages) == 31
+    async with db.sessionmaker() as session:
+        rows = await session.execute(
+            select(Employee.id, Employee.email).where(Employee.organization_id == org.id)
+        )
+        emails = {row.id: row.email for row in rows}
+    for message in messages:
+        invitation = by_invitation[message.about_id]
+        assert message.dedupe_key == f"invite:{wave_id}:{invitation.employee_id}"
+        assert message.recipient == emails[invitation.employee_id]
+        assert (message.kind, message.status, message.attempts) == (
+            "survey_invitation",
+            "pending",
+            0,
+        )
+        assert message.locale == invitation.locale
+        assert message.organization_id == org.id
+
+
+async def test_after_a_directory_import_sqlite_reads_the_audience_in_id_order_unsorted(
+    db: Database, client: httpx.AsyncClient, org: Org, settings: Settings, engine: AsyncEngine
+) -> None:
+    """Without statistics SQLite takes ``organization_id = ?`` as selective, walks the
+    organization index and sorts the whole directory (25 % slower for 100,000 people);
+    an import refreshes them (bench/bench_open_wave.py)."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's autovacuum keeps its own statistics")
+    rows = [{"email": f"p{i}@example.com", "name": f"P {i}", "team": "T"} for i in range(40)]
+    imported = await client.post("/v1/employees/import", json=rows, headers=org.admin)
+    assert imported.status_code == 200, imported.text
+    survey_id, occurrence = await due_survey(db, org.id, minutes_ago=1)
+    statements: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        if "INSERT INTO invitation" in statement:
+            statements.append((statement, parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", capture)
+    try:
+        async with db.sessionmaker() as session, session.begin():
+            survey = await session.get(Survey, survey_id)
+            assert survey is not None
+            await waves.open_wave(session, survey, occurrence, settings)
+            [(statement, parameters)] = statements
+            plan = await session.run_sync(
+                lambda s: [
+                    row[3]
+                    for row in s.connection().exec_driver_sql(
+                        "EXPLAIN QUERY PLAN " + statement, parameters
+                    )
+                ]
+            )
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", capture)
+
+    assert not any("TEMP B-TREE" in step for step in plan), plan
+    assert any("SCAN e" in step or "SCAN employee" in step for step in plan), plan
