@@ -11,8 +11,9 @@ What runs, per backend (SQLite file and/or PostgreSQL):
   ``employees.service.bulk_insert`` in rows shaped like the demo's ``build_employees``
   (UUIDv7 ids, a lower-cased ``email_key``, 10 departments × 10 teams, a manager
   chain, locales en/fr/ar, three attributes); one active survey of 2 questions with a
-  120 h window whose audience is everyone. PostgreSQL gets a VACUUM ANALYZE after the
-  load.
+  120 h window whose audience is everyone. ``bulk_insert`` refreshes SQLite's
+  statistics of the directory, as an import does (docs/decisions/0009); PostgreSQL gets
+  a VACUUM ANALYZE after the load, as autovacuum would.
 * Subject, in a child process (spawned, so its peak RSS is its own): the survey is
   loaded and the engine connected, then ``waves.open_wave(session, survey,
   occurrence_at, settings)`` is timed inside one ``async with db.sessionmaker() as

@@ -16,16 +16,17 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
-    CursorResult,
+    Integer,
+    LargeBinary,
     Table,
     Text,
     Uuid,
+    bindparam,
     false,
     func,
     insert,
     literal,
     select,
-    text,
     update,
 )
 from sqlalchemy import cast as sql_cast
@@ -47,9 +48,11 @@ from app.surveys.schemas import WaveRead
 
 log = logging.getLogger("pulse.waves")
 
-# Invitations written per executemany. Smaller chunks measured faster (less garbage to
-# collect per chunk) and bound memory for huge audiences (bench/bench_open_wave.py).
+# PostgreSQL invites the audience this many people per statement: large enough that the
+# statements' own cost vanishes, small enough to bound the arrays held in memory and to
+# let the next chunk's link material be made while one is written.
 CHUNK = 10_000
+SPARE = 16  # spare link material in the last chunk (see _invite_postgresql)
 INVITATION_TABLE = cast(Table, Invitation.__table__)
 OUTBOX_TABLE = cast(Table, OutboxMessage.__table__)
 
@@ -136,35 +139,124 @@ async def _invite_audience(
     return await _invite_sqlite(session, survey, wave_id, key_id, key, now)
 
 
-# One statement per chunk of the audience on PostgreSQL: the new ids, salts and hashes
-# travel as arrays, are joined to the directory, and both tables are written at once.
-_POSTGRESQL_INVITE = text(
-    """
-    WITH g AS (
-        SELECT g.id, g.salt, g.token_hash, g.message_id, e.id AS employee_id, e.email,
-               e.name, e.team, e.department, e.manager_id, e.attributes, e.locale
-        FROM unnest(
-            CAST(:ids AS uuid[]), CAST(:salts AS bytea[]), CAST(:hashes AS text[]),
-            CAST(:message_ids AS uuid[]), CAST(:employee_ids AS uuid[])
-        ) AS g(id, salt, token_hash, message_id, employee_id)
-        JOIN employee e ON e.id = g.employee_id AND e.organization_id = :organization_id
-    ), invited AS (
-        INSERT INTO invitation (id, wave_id, employee_id, salt, key_id, token_hash, team,
-                                department, manager_id, attributes, locale, answered)
-        SELECT id, :wave_id, employee_id, salt, :key_id, token_hash, team,
-               department, manager_id, attributes, locale, false
-        FROM g
+def _postgresql_invite(survey: Survey, wave_id: uuid.UUID, key_id: str, now: datetime) -> Any:
+    """One statement that invites the next ``:size`` people of the audience after
+    employee ``:after`` (in id order) and answers how many it invited and the last one.
+
+    The new ids, salts and hashes arrive as arrays and are paired with the people by
+    position; the people are never read into Python."""
+    audience = (
+        select(
+            Employee.id,
+            Employee.email,
+            Employee.name,
+            Employee.team,
+            Employee.department,
+            Employee.manager_id,
+            Employee.attributes,
+            Employee.locale,
+            func.row_number().over(order_by=Employee.id).label("n"),
+        )
+        .where(*_audience_filter(survey), Employee.id > bindparam("after", type_=Uuid()))
+        .order_by(Employee.id)
+        .limit(bindparam("size", type_=Integer()))
+        .cte("audience")
     )
-    INSERT INTO outbox_message (id, organization_id, dedupe_key, kind, recipient,
-                                recipient_name, locale, about_type, about_id, group_id,
-                                status, attempts, next_attempt_at, created_at, updated_at)
-    SELECT message_id, :organization_id,
-           'invite:' || CAST(:wave_id AS text) || ':' || CAST(employee_id AS text),
-           'survey_invitation', email, name, locale, 'invitation', id, :wave_id,
-           'pending', 0, :now, :now, :now
-    FROM g
-    """
-)
+    material = (
+        func.unnest(
+            bindparam("ids", type_=postgresql.ARRAY(Uuid())),
+            bindparam("salts", type_=postgresql.ARRAY(LargeBinary())),
+            bindparam("hashes", type_=postgresql.ARRAY(Text())),
+            bindparam("message_ids", type_=postgresql.ARRAY(Uuid())),
+        )
+        .table_valued("id", "salt", "token_hash", "message_id", with_ordinality="n")
+        .render_derived(name="material")
+    )
+    g = (
+        select(
+            audience,
+            material.c.id.label("invitation_id"),
+            material.c.salt,
+            material.c.token_hash,
+            material.c.message_id,
+        )
+        .join_from(audience, material, audience.c.n == material.c.n)
+        .cte("g")
+    )
+    invited = insert(INVITATION_TABLE).from_select(
+        [
+            "id",
+            "wave_id",
+            "employee_id",
+            "salt",
+            "key_id",
+            "token_hash",
+            "team",
+            "department",
+            "manager_id",
+            "attributes",
+            "locale",
+            "answered",
+        ],
+        select(
+            g.c.invitation_id,
+            literal(wave_id, Uuid()),
+            g.c.id,
+            g.c.salt,
+            literal(key_id),
+            g.c.token_hash,
+            g.c.team,
+            g.c.department,
+            g.c.manager_id,
+            g.c.attributes,
+            g.c.locale,
+            false(),
+        ),
+    )
+    emailed = insert(OUTBOX_TABLE).from_select(
+        [
+            "id",
+            "organization_id",
+            "dedupe_key",
+            "kind",
+            "recipient",
+            "recipient_name",
+            "locale",
+            "about_type",
+            "about_id",
+            "group_id",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "created_at",
+            "updated_at",
+        ],
+        select(
+            g.c.message_id,
+            literal(survey.organization_id, Uuid()),
+            literal(f"invite:{wave_id}:").concat(sql_cast(g.c.id, Text)),
+            literal("survey_invitation"),
+            g.c.email,
+            g.c.name,
+            g.c.locale,
+            literal("invitation"),
+            g.c.invitation_id,
+            literal(wave_id, Uuid()),
+            literal("pending"),
+            literal(0),
+            literal(now, UTCDateTime()),
+            literal(now, UTCDateTime()),
+            literal(now, UTCDateTime()),
+        ),
+    )
+    return (
+        select(
+            func.count(),
+            select(g.c.id).order_by(g.c.n.desc()).limit(1).scalar_subquery(),
+        )
+        .select_from(g)
+        .add_cte(invited.cte("invited"), emailed.cte("emailed"))
+    )
 
 
 async def _invite_postgresql(
@@ -175,47 +267,47 @@ async def _invite_postgresql(
     key: bytes,
     now: datetime,
 ) -> int:
-    """The database inserts one chunk while a thread makes the next chunk's ids, salts
-    and hashes, so this process's share of the work hides behind the server's."""
+    """Chunk after chunk of the audience in id order; a thread makes the next chunk's
+    ids, salts and hashes while the server writes the current one, so this process's
+    share of the work hides behind the server's. The audience is counted first only to
+    size the chunks: people who join meanwhile are still invited, as the loop goes on
+    until a chunk comes back short."""
 
-    def material(employee_ids: Sequence[uuid.UUID]) -> dict[str, Any]:
-        ids, salts, hashes = zip(*(links.new_link(key) for _ in employee_ids), strict=True)
+    def material(size: int) -> dict[str, Any]:
+        ids, salts, hashes = zip(*(links.new_link(key) for _ in range(size)), strict=True)
         return {
             "ids": list(ids),
             "salts": list(salts),
             "hashes": list(hashes),
-            "message_ids": [new_id() for _ in employee_ids],
-            "employee_ids": list(employee_ids),
+            "message_ids": [new_id() for _ in range(size)],
+            "size": size,
         }
 
-    async def write(chunk: dict[str, Any]) -> int:
-        result = await session.execute(
-            _POSTGRESQL_INVITE,
-            {
-                **chunk,
-                "organization_id": survey.organization_id,
-                "wave_id": wave_id,
-                "key_id": key_id,
-                "now": now,
-            },
-        )
-        return cast(CursorResult[Any], result).rowcount
+    def size_for(remaining: int) -> int:
+        # A little spare in the last chunk, so it comes back short and ends the loop
+        # without one more statement to find nobody left.
+        return CHUNK if remaining > CHUNK else max(remaining, 0) + SPARE
 
-    audience = select(Employee.id).where(*_audience_filter(survey)).order_by(Employee.id)
-    stream = await session.stream_scalars(audience.execution_options(yield_per=CHUNK))
-    total = 0
-    ready: dict[str, Any] | None = None
-    async for employee_ids in stream.partitions(CHUNK):
-        if ready is None:
-            ready = await asyncio.to_thread(material, employee_ids)
-            continue
-        ready, written = await asyncio.gather(
-            asyncio.to_thread(material, employee_ids), write(ready)
+    expected = await _audience_size(session, survey)
+    statement = _postgresql_invite(survey, wave_id, key_id, now)
+    total, after = 0, uuid.UUID(int=0)
+    ready = material(size_for(expected))
+    while True:
+        result, upcoming = await asyncio.gather(
+            session.execute(statement, {**ready, "after": after}),
+            asyncio.to_thread(material, size_for(expected - total - ready["size"])),
         )
-        total += written
-    if ready is not None:
-        total += await write(ready)
-    return total
+        written, last = result.one()
+        total += int(written)
+        if written < ready["size"]:
+            return total
+        ready, after = upcoming, last
+
+
+async def _audience_size(session: AsyncSession, survey: Survey) -> int:
+    return int(
+        (await session.execute(select(func.count()).where(*_audience_filter(survey)))).scalar_one()
+    )
 
 
 def _hyphenated(hex_id: Any) -> Any:

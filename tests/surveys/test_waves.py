@@ -752,12 +752,25 @@ async def test_opening_a_wave_takes_the_same_number_of_inserts_for_3_or_300_peop
     assert len(await outbox_keys(db, f"invite:{wave.id}:")) == 300
 
 
+@pytest.mark.parametrize("counted", ["right", "stale"])
 async def test_invitations_made_over_several_chunks_match_their_people_and_links(
-    db: Database, org: Org, other_org: Org, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    db: Database,
+    org: Org,
+    other_org: Org,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    counted: str,
 ) -> None:
     """Small chunks, so PostgreSQL builds a chunk's link material while it writes the
-    previous one (SQLite writes the whole audience in one statement either way)."""
+    previous one (SQLite writes the whole audience in one statement either way). A
+    stale count (people who joined after it was taken) still invites everyone."""
     monkeypatch.setattr(waves, "CHUNK", 7)
+    if counted == "stale":
+
+        async def nobody(session: Any, survey: Any) -> int:
+            return 0
+
+        monkeypatch.setattr(waves, "_audience_size", nobody)
     [boss] = await add_people(db, org.id, 1, team="Board", department="Management")
     people = await add_people(
         db,
