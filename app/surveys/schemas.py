@@ -154,6 +154,12 @@ def _check_questions(questions: list[Question]) -> list[Question]:
     dupes = sorted({k for k in keys if keys.count(k) > 1})
     if dupes:
         raise ValueError(f"duplicate question key(s): {', '.join(dupes)}")
+    enps = [q.key for q in questions if q.kind == "enps"]
+    if len(enps) > 1:
+        # eNPS is one score per person per wave; two would count each respondent twice.
+        raise ValueError(
+            f"at most one eNPS question per survey; {', '.join(enps)} are all kind enps"
+        )
     return questions
 
 

@@ -128,6 +128,7 @@ CREATE_ERRORS: list[tuple[str, Mutation, str]] = [
     ("eleven questions", _questions(11), "questions"),
     ("no question", _questions(0), "questions"),
     ("duplicate key", _duplicate_key, "questions"),
+    ("two eNPS questions", _question(kind="enps"), "questions"),
     ("unknown kind", _question(kind="slider", prompt="How?"), "kind"),
     ("choice without options", _question(kind="single_choice", prompt="Pick"), "options"),
     (
