@@ -159,9 +159,16 @@ async def list_meetings(
     limit: int,
     after: uuid.UUID | None,
 ) -> Sequence[Meeting]:
-    """One page of a series' meetings; the router shows only that they happen."""
+    """One page of a series' meetings in time order (a new cadence adds meetings between
+    ones made earlier, so id order would not be a timeline); the router shows only that
+    they happen. The cursor stays the last meeting's id: a series has one meeting per
+    time, so its time alone places the next page."""
     await get_series(session, org_id, series_id)
     query = select(Meeting).where(Meeting.series_id == series_id)
     if after is not None:
-        query = query.where(Meeting.id > after)
-    return (await session.execute(query.order_by(Meeting.id).limit(limit + 1))).scalars().all()
+        last_time = select(Meeting.scheduled_at).where(
+            Meeting.series_id == series_id, Meeting.id == after
+        )
+        query = query.where(Meeting.scheduled_at > last_time.scalar_subquery())
+    query = query.order_by(Meeting.scheduled_at).limit(limit + 1)
+    return (await session.execute(query)).scalars().all()

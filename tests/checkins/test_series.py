@@ -290,6 +290,43 @@ async def test_meetings_page_through_with_a_cursor(
     assert seen == everything
 
 
+async def test_meetings_list_in_time_order_after_a_new_cadence(
+    client: httpx.AsyncClient, org: Org, pair: tuple[str, str]
+) -> None:
+    """A new cadence cancels the future Mondays and adds Wednesdays between them; HR
+    still reads one timeline, page after page."""
+    series = await _create(client, org, pair)
+    wednesdays = "FREQ=WEEKLY;BYDAY=WE;BYHOUR=9;BYMINUTE=0"
+    changed = await client.patch(
+        f"/v1/checkins/{series['id']}", json={"rrule": wednesdays}, headers=org.admin
+    )
+    assert changed.status_code == 200, changed.text
+    seen: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        response = await client.get(
+            f"/v1/checkins/{series['id']}/meetings", params=params, headers=org.admin
+        )
+        assert response.status_code == 200, response.text
+        seen += response.json()["items"]
+        cursor = response.json()["next_cursor"]
+        if cursor is None:
+            break
+
+    days = {
+        (datetime.fromisoformat(m["scheduled_at"]).astimezone(BERLIN).weekday(), m["status"])
+        for m in seen
+    }
+    assert days == {(0, "cancelled"), (2, "scheduled")}
+    times = [datetime.fromisoformat(m["scheduled_at"]) for m in seen]
+    assert times == sorted(times)
+    assert len({m["id"] for m in seen}) == len(seen)
+    assert sorted(m["id"] for m in seen) == sorted(
+        m["id"] for m in await _meetings(client, org, series["id"])
+    )
+
+
 async def test_list_filters_by_person_and_status(
     client: httpx.AsyncClient, org: Org, pair: tuple[str, str]
 ) -> None:
