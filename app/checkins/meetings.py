@@ -328,8 +328,8 @@ async def _cancel(session: AsyncSession, which: ColumnElement[bool], now: dateti
 async def _withdraw_pending_invites(
     session: AsyncSession, meeting_ids: Sequence[uuid.UUID], now: datetime, reason: str
 ) -> None:
-    """Mark the calendar REQUESTs of these meetings that no sender has claimed as not
-    sent, with the same reply the sender writes when it skips one itself."""
+    """Cancel the calendar REQUESTs of these meetings that no sender has claimed, with
+    the same reply the sender writes when it skips one itself."""
     if not meeting_ids:
         return
     await session.execute(
@@ -339,7 +339,7 @@ async def _withdraw_pending_invites(
             OutboxMessage.group_id.in_(meeting_ids),
             OutboxMessage.status == "pending",
         )
-        .values(status="failed", lease_until=None, last_reply=reason, updated_at=now)
+        .values(status="cancelled", lease_until=None, last_reply=reason, updated_at=now)
         .execution_options(synchronize_session=False)
     )
 

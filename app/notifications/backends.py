@@ -21,7 +21,9 @@ import aiosmtplib
 
 log = logging.getLogger("pulse.email")
 
-Outcome = Literal["sent", "temporary", "permanent"]
+# "cancelled": not sent on purpose (the reminder's recipient answered meanwhile, the
+# meeting was cancelled); never a delivery problem, so never counted as failed.
+Outcome = Literal["sent", "temporary", "permanent", "cancelled"]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, TimestampMixin, new_id
 
-STATUSES = ("pending", "sending", "sent", "failed")
+# cancelled: not sent on purpose (answered meanwhile, meeting cancelled), never a failure.
+STATUSES = ("pending", "sending", "sent", "failed", "cancelled")
 
 
 class OutboxMessage(TimestampMixin, Base):
@@ -20,7 +21,7 @@ class OutboxMessage(TimestampMixin, Base):
 
     __tablename__ = "outbox_message"
     __table_args__ = (
-        CheckConstraint("status IN ('pending', 'sending', 'sent', 'failed')", name="status"),
+        CheckConstraint("status IN (" + ", ".join(f"'{s}'" for s in STATUSES) + ")", name="status"),
         # The sender's claim query: due pending rows, and sending rows whose lease ran out.
         Index("ix_outbox_message_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_outbox_message_organization_id_status", "organization_id", "status"),

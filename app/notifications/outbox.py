@@ -173,10 +173,19 @@ async def mark_retry(
 
 
 async def mark_failed(session: AsyncSession, claimed: Claimed, reply: str) -> None:
+    await _finish(session, claimed, "failed", reply)
+
+
+async def mark_cancelled(session: AsyncSession, claimed: Claimed, reason: str) -> None:
+    """Not sent on purpose: what it was about no longer wants it (see render.AboutGone)."""
+    await _finish(session, claimed, "cancelled", reason)
+
+
+async def _finish(session: AsyncSession, claimed: Claimed, status: str, reply: str) -> None:
     await session.execute(
         update(M)
         .where(_still_ours(claimed))
-        .values(status="failed", lease_until=None, last_reply=reply, updated_at=utcnow())
+        .values(status=status, lease_until=None, last_reply=reply, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
 

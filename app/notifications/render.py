@@ -46,8 +46,12 @@ class Rendered:
 
 
 class AboutGone(Exception):
-    """The row a message is about no longer exists (or no longer wants mail): the
-    message fails permanently instead of retrying forever."""
+    """The row a message is about no longer exists or no longer wants mail (answered,
+    cancelled, closed): the message is cancelled, not retried and not a failure."""
+
+
+class UnknownKind(Exception):
+    """No renderer for the message's kind: a real failure, kept for an admin to see."""
 
 
 ContextBuilder = Callable[[AsyncSession, Claimed, Settings], Awaitable[dict[str, Any]]]
@@ -97,10 +101,11 @@ def template_locale(kind: str, locale: str) -> str:
 
 
 async def render(session: AsyncSession, claimed: Claimed, settings: Settings) -> Rendered:
-    """Render one claimed message; raises AboutGone when there is nothing left to send."""
+    """Render one claimed message; raises AboutGone when there is nothing left to send
+    and UnknownKind when no renderer knows the message."""
     kind = KINDS.get(claimed.kind)
     if kind is None:
-        raise AboutGone(f"no renderer for message kind {claimed.kind!r}")
+        raise UnknownKind(f"no renderer for message kind {claimed.kind!r}")
     context = await kind.context(session, claimed, settings)
     locale = template_locale(claimed.kind, claimed.locale)
     language = locale.split("-")[0]

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.core.validation import Locale
 from app.employees.schemas import Email
 
-Status = Literal["pending", "sending", "sent", "failed"]
+Status = Literal["pending", "sending", "sent", "failed", "cancelled"]
 
 
 class DeliveryRead(BaseModel):
@@ -68,3 +68,7 @@ class DeliveryCounts(BaseModel):
     queued: int
     sent: int
     failed: int
+    cancelled: int = Field(
+        description="Not sent on purpose: the invitee answered before their reminder went "
+        "out, the wave closed, the employee was deactivated."
+    )

@@ -20,7 +20,7 @@ from app.core.db import Database, utcnow
 from app.notifications import outbox
 from app.notifications.backends import Backend, SendResult, backend_from_url
 from app.notifications.outbox import Claimed
-from app.notifications.render import AboutGone, build_message, render
+from app.notifications.render import AboutGone, UnknownKind, build_message, render
 from app.organizations.models import Organization
 
 log = logging.getLogger("pulse.email")
@@ -85,7 +85,9 @@ async def _render_batch(
             try:
                 out.append((c, build_message(await render(session, c, settings), c, settings)))
             except AboutGone as exc:
-                out.append((c, SendResult("permanent", f"not sent: {exc}")))
+                out.append((c, SendResult("cancelled", f"not sent: {exc}")))
+            except UnknownKind as exc:
+                out.append((c, SendResult("permanent", str(exc))))
             except Exception as exc:  # a template bug must not stop the other messages
                 log.exception(
                     "could not render email", extra={"outbox_id": str(c.id), "kind": c.kind}
@@ -130,6 +132,9 @@ async def _record(
         await outbox.mark_sent(session, [(c, r.reply) for c, r in outcomes if r.outcome == "sent"])
         for c, r in outcomes:
             if r.outcome == "sent":
+                continue
+            if r.outcome == "cancelled":
+                await outbox.mark_cancelled(session, c, r.reply[:2000])
                 continue
             if r.outcome == "permanent" or c.attempts >= settings.email_max_attempts:
                 reply = (

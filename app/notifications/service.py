@@ -87,7 +87,7 @@ async def queue_test_email(
 async def delivery_counts(
     session: AsyncSession, group_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, DeliveryCounts]:
-    """Queued, sent and failed messages per group (a wave), in one GROUP BY."""
+    """Queued, sent, failed and cancelled messages per group (a wave), in one GROUP BY."""
     if not group_ids:
         return {}
     M = OutboxMessage
@@ -97,12 +97,15 @@ async def delivery_counts(
             func.count(case((M.status.in_(("pending", "sending")), 1))),
             func.count(case((M.status == "sent", 1))),
             func.count(case((M.status == "failed", 1))),
+            func.count(case((M.status == "cancelled", 1))),
         )
         .where(M.group_id.in_(group_ids))
         .group_by(M.group_id)
     )
-    counts = {g: DeliveryCounts(queued=0, sent=0, failed=0) for g in group_ids}
-    for group_id, queued, sent, failed in rows.all():
+    counts = {g: DeliveryCounts(queued=0, sent=0, failed=0, cancelled=0) for g in group_ids}
+    for group_id, queued, sent, failed, cancelled in rows.all():
         if group_id is not None:
-            counts[group_id] = DeliveryCounts(queued=queued, sent=sent, failed=failed)
+            counts[group_id] = DeliveryCounts(
+                queued=queued, sent=sent, failed=failed, cancelled=cancelled
+            )
     return counts

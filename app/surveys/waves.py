@@ -40,6 +40,7 @@ from app.employees.models import Employee
 from app.notifications import outbox
 from app.notifications import service as notification_service
 from app.notifications.models import OutboxMessage
+from app.notifications.schemas import DeliveryCounts
 from app.scheduling import recurrence
 from app.surveys import links
 from app.surveys import service as survey_service
@@ -657,7 +658,9 @@ async def to_reads(session: AsyncSession, waves: Sequence[Wave]) -> list[WaveRea
                 invited=w.invited,
                 responded=n,
                 response_rate=round(n / w.invited, 3) if w.invited else None,
-                deliveries=counts.model_dump() if counts else {"queued": 0, "sent": 0, "failed": 0},
+                deliveries=(
+                    counts or DeliveryCounts(queued=0, sent=0, failed=0, cancelled=0)
+                ).model_dump(),
             )
         )
     return out

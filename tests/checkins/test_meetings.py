@@ -376,7 +376,7 @@ async def test_a_series_ended_before_any_invite_went_out_mails_nobody(
     invites = await _outbox(db, "meeting_invite")
     assert invites
     assert {(m.status, m.last_reply) for m in invites} == {
-        ("failed", "not sent: the meeting was cancelled")
+        ("cancelled", "not sent: the meeting was cancelled")
     }
     assert await _outbox(db, "meeting_cancel") == []
     assert await deliver_outbox(db, smtp_settings) == 0
@@ -515,7 +515,7 @@ async def test_a_cadence_changed_and_back_before_the_worker_ran_cancels_nothing(
     for got in mailed.values():
         assert str(got.calendar["METHOD"]) == "REQUEST"
         assert int(got.event["SEQUENCE"]) == 2
-    skipped = [m for m in await _outbox(db, "meeting_cancel") if m.status == "failed"]
+    skipped = [m for m in await _outbox(db, "meeting_cancel") if m.status == "cancelled"]
     assert len(skipped) == 2 * len(mondays)
     assert {m.last_reply for m in skipped} == {"not sent: the meeting is scheduled again"}
 

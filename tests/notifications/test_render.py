@@ -208,5 +208,5 @@ async def test_message_of_an_unknown_kind_fails_at_once(
 
     failed = await support.row(db, "mystery")
     assert (failed.status, failed.attempts) == ("failed", 1)
-    assert failed.last_reply == "not sent: no renderer for message kind 'no_such_kind'"
+    assert failed.last_reply == "no renderer for message kind 'no_such_kind'"
     assert os.listdir(tmp_path) == []

@@ -508,7 +508,7 @@ async def test_wave_invites_exactly_the_active_audience(
     assert (wave["responded"], wave["response_rate"]) == (0, 0.0)
     assert wave["status"] == "open"
     assert wave["survey_id"] == survey["id"]
-    assert wave["deliveries"] == {"queued": 2, "sent": 0, "failed": 0}
+    assert wave["deliveries"] == {"queued": 2, "sent": 0, "failed": 0, "cancelled": 0}
     opens, closes = (datetime.fromisoformat(wave[k]) for k in ("opens_at", "closes_at"))
     assert (closes - opens).total_seconds() == 120 * 3600
 

@@ -34,6 +34,7 @@ from app.core.config import Settings
 from app.core.db import Database, utcnow
 from app.employees.models import Employee
 from app.notifications.models import OutboxMessage
+from app.notifications.sender import deliver_outbox
 from app.scheduling import worker
 from app.surveys import links, waves
 from app.surveys import service as survey_service
@@ -404,7 +405,7 @@ async def test_wave_life_through_the_worker_with_real_mail(
     assert body["status"] == "closed"
     assert body["closed_at"] is not None
     assert (body["invited"], body["responded"], body["response_rate"]) == (3, 1, 0.333)
-    assert body["deliveries"] == {"queued": 0, "sent": 4, "failed": 0}
+    assert body["deliveries"] == {"queued": 0, "sent": 4, "failed": 0, "cancelled": 0}
     assert len(mailbox.received()) == 4
 
 
@@ -444,6 +445,50 @@ async def test_worker_that_missed_several_reminder_rounds_sends_one(
     assert len(keys) == 2
     assert all(k.endswith(":2") for k in keys)  # the latest due round, alone
     assert [w.reminders_sent for w in await waves_of(db, survey_id)] == [2]
+
+
+async def test_reminder_to_someone_who_answered_meanwhile_is_cancelled_not_failed(
+    db: Database,
+    org: Org,
+    client: httpx.AsyncClient,
+    database_url: str,
+    smtp: tuple[str, MailCatcher],
+) -> None:
+    """Reminders are queued for non-responders; one answers before the sender gets to
+    theirs. HR must not see a failed delivery for it: mail is fine."""
+    smtp_url, mailbox = smtp
+    settings = make_settings(
+        database_url, email_url=smtp_url, public_base_url=BASE_URL, email_timeout_seconds=5.0
+    )
+    quick, *_ = await add_people(db, org.id, 3)
+    survey_id, _ = await due_survey(db, org.id, minutes_ago=1, reminders_hours=[24])
+    await waves.open_due_waves(db, settings)
+    [wave] = await waves_of(db, survey_id)
+    assert await deliver_outbox(db, settings) == 3
+    await shift_wave(db, wave.id, -timedelta(hours=25))
+    assert await waves.send_reminders(db, settings) == 3
+    await mark_answered(db, wave.id, [quick])
+
+    await deliver_outbox(db, settings)
+
+    assert len(mailbox.received()) == 5  # 3 invitations, 2 reminders
+    shown = await client.get(f"/v1/waves/{wave.id}", headers=org.admin)
+    assert shown.json()["deliveries"] == {"queued": 0, "sent": 5, "failed": 0, "cancelled": 1}
+    failed = await client.get("/v1/deliveries", params={"status": "failed"}, headers=org.admin)
+    assert failed.json()["items"] == []
+    cancelled = await client.get(
+        "/v1/deliveries", params={"status": "cancelled"}, headers=org.admin
+    )
+    [item] = cancelled.json()["items"]
+    async with db.sessionmaker() as session:
+        quick_email = await session.scalar(select(Employee.email).where(Employee.id == quick))
+    assert (item["kind"], item["recipient"], item["last_reply"]) == (
+        "survey_reminder",
+        quick_email,
+        "not sent: already answered",
+    )
+    retry = await client.post(f"/v1/deliveries/{item['id']}/retry", headers=org.admin)
+    assert retry.status_code == 409
 
 
 # --- idempotency and crashes -----------------------------------------------------------------
