@@ -166,9 +166,11 @@ async def list_meetings(
     await get_series(session, org_id, series_id)
     query = select(Meeting).where(Meeting.series_id == series_id)
     if after is not None:
-        last_time = select(Meeting.scheduled_at).where(
-            Meeting.series_id == series_id, Meeting.id == after
+        last_time = await session.scalar(
+            select(Meeting.scheduled_at).where(Meeting.series_id == series_id, Meeting.id == after)
         )
-        query = query.where(Meeting.scheduled_at > last_time.scalar_subquery())
+        if last_time is None:  # else the page would be empty and look like the end
+            raise Unprocessable.field(["query", "cursor"], "not a cursor of this series' meetings")
+        query = query.where(Meeting.scheduled_at > last_time)
     query = query.order_by(Meeting.scheduled_at).limit(limit + 1)
     return (await session.execute(query)).scalars().all()

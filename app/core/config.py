@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sqlite3
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -17,6 +18,10 @@ INSECURE_SECRET_KEY = "change-me"
 EMAIL_SCHEMES = ("smtp", "smtp+ssl", "smtp+starttls", "file", "console")
 
 
+# RETURNING and MATERIALIZED common table expressions (wave opening) arrived in 3.35.
+MIN_SQLITE = (3, 35)
+
+
 def normalize_database_url(url: str) -> str:
     """Map the URLs people write (``sqlite:///x.db``, ``postgres://…``) to our async drivers.
 
@@ -27,6 +32,12 @@ def normalize_database_url(url: str) -> str:
         raise ValueError(f"not a URL: {url!r}; use sqlite:///path or postgresql://host/db")
     scheme = scheme.lower()
     if scheme in ("sqlite", "sqlite+aiosqlite"):
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise ValueError(
+                f"SQLite {'.'.join(map(str, MIN_SQLITE))} or newer is needed (RETURNING, "
+                f"MATERIALIZED); this Python links SQLite {sqlite3.sqlite_version}: use a "
+                "newer Python build or PostgreSQL"
+            )
         return f"sqlite+aiosqlite://{rest}"
     if scheme in ("postgres", "postgresql", "postgresql+asyncpg"):
         return f"postgresql+asyncpg://{rest}"

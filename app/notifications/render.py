@@ -50,8 +50,10 @@ class AboutGone(Exception):
     cancelled, closed): the message is cancelled, not retried and not a failure."""
 
 
-class UnknownKind(Exception):
-    """No renderer for the message's kind: a real failure, kept for an admin to see."""
+class Unsendable(Exception):
+    """A message that cannot be rendered and needs an admin (no renderer for its kind, the
+    key that signed its link was retired): it fails at once, with this as its reply, and
+    can be retried once the cause is fixed."""
 
 
 ContextBuilder = Callable[[AsyncSession, Claimed, Settings], Awaitable[dict[str, Any]]]
@@ -102,10 +104,10 @@ def template_locale(kind: str, locale: str) -> str:
 
 async def render(session: AsyncSession, claimed: Claimed, settings: Settings) -> Rendered:
     """Render one claimed message; raises AboutGone when there is nothing left to send
-    and UnknownKind when no renderer knows the message."""
+    and Unsendable when it cannot be sent without an admin's help."""
     kind = KINDS.get(claimed.kind)
     if kind is None:
-        raise UnknownKind(f"no renderer for message kind {claimed.kind!r}")
+        raise Unsendable(f"no renderer for message kind {claimed.kind!r}")
     context = await kind.context(session, claimed, settings)
     locale = template_locale(claimed.kind, claimed.locale)
     language = locale.split("-")[0]

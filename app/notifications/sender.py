@@ -20,7 +20,7 @@ from app.core.db import Database, utcnow
 from app.notifications import outbox
 from app.notifications.backends import Backend, SendResult, backend_from_url
 from app.notifications.outbox import Claimed
-from app.notifications.render import AboutGone, UnknownKind, build_message, render
+from app.notifications.render import AboutGone, Unsendable, build_message, render
 from app.organizations.models import Organization
 
 log = logging.getLogger("pulse.email")
@@ -86,7 +86,7 @@ async def _render_batch(
                 out.append((c, build_message(await render(session, c, settings), c, settings)))
             except AboutGone as exc:
                 out.append((c, SendResult("cancelled", f"not sent: {exc}")))
-            except UnknownKind as exc:
+            except Unsendable as exc:
                 out.append((c, SendResult("permanent", str(exc))))
             except Exception as exc:  # a template bug must not stop the other messages
                 log.exception(

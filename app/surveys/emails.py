@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.config import Settings
 from app.employees.models import Employee
 from app.notifications.outbox import Claimed
-from app.notifications.render import AboutGone, register_kind
+from app.notifications.render import AboutGone, Unsendable, register_kind
 from app.organizations.models import Organization
 from app.surveys import links
 from app.surveys.models import Invitation, Survey, Wave
@@ -43,7 +43,9 @@ async def _context(session: AsyncSession, claimed: Claimed, settings: Settings) 
     try:
         token = links.recompute(settings, invitation.id, invitation.salt, invitation.key_id)
     except KeyError as exc:
-        raise AboutGone("the key that signed this link was retired") from exc
+        # Not AboutGone: the invitee still needs the link. Restoring the key to
+        # PULSE_OLD_SECRET_KEYS and retrying the delivery sends it.
+        raise Unsendable("the key that signed this link was retired") from exc
     closes_local = wave.closes_at.astimezone(ZoneInfo(timezone))
     return {
         "organization": org_name,

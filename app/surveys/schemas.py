@@ -289,7 +289,7 @@ class WaveRead(BaseModel):
                     "invited": 42,
                     "responded": 17,
                     "response_rate": 0.405,
-                    "deliveries": {"queued": 0, "sent": 41, "failed": 1},
+                    "deliveries": {"queued": 0, "sent": 41, "failed": 1, "cancelled": 3},
                 }
             ]
         },
@@ -307,5 +307,6 @@ class WaveRead(BaseModel):
         description="responded / invited, 3 decimals; null with no invitations."
     )
     deliveries: dict[str, int] = Field(
-        description="Invitation and reminder emails: queued, sent, failed."
+        description="Invitation and reminder emails: queued, sent, failed, and cancelled "
+        "(not sent on purpose: answered before the reminder went out, wave closed)."
     )

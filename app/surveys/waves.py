@@ -8,10 +8,11 @@ outbox row per dedupe key, and a reminder round is claimed by moving
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -292,7 +293,7 @@ async def _invite_postgresql(
     expected = await _audience_size(session, survey)
     statement = _postgresql_invite(survey, wave_id, key_id, now)
     total, after = 0, uuid.UUID(int=0)
-    ready = material(size_for(expected))
+    ready = await asyncio.to_thread(material, size_for(expected))
     while True:
         result, upcoming = await asyncio.gather(
             session.execute(statement, {**ready, "after": after}),
@@ -318,6 +319,32 @@ def _hyphenated(hex_id: Any) -> Any:
     return functools.reduce(lambda left, right: left.concat("-").concat(right), pieces)
 
 
+@contextlib.asynccontextmanager
+async def _sqlite_functions(
+    session: AsyncSession, functions: dict[str, Callable[[], Any]]
+) -> AsyncIterator[None]:
+    """SQL functions on the session's SQLite connection for the duration of the block.
+    After it each is replaced by one that refuses (Python's sqlite3 cannot unregister a
+    function), so no closure, and no key in it, outlives its use."""
+
+    def refuse() -> None:
+        raise RuntimeError("this SQL function exists only while a wave opens")
+
+    def register(sync_session: Any, table: Mapping[str, Callable[[], Any]]) -> None:
+        dbapi = sync_session.connection().connection.dbapi_connection
+        for name, function in table.items():
+            dbapi.create_function(name, 0, function)
+
+    await session.run_sync(register, functions)
+    try:
+        yield
+    finally:
+        try:
+            await session.run_sync(register, dict.fromkeys(functions, refuse))
+        except Exception:  # a broken connection is being thrown away anyway
+            log.warning("could not remove SQL functions from the connection", exc_info=True)
+
+
 async def _invite_sqlite(
     session: AsyncSession,
     survey: Survey,
@@ -327,115 +354,111 @@ async def _invite_sqlite(
     now: datetime,
 ) -> int:
     """SQLite runs in this process, so the values Python must make come from SQL
-    functions registered on the connection for this transaction: two statements, no row
+    functions registered on the connection for these statements: two statements, no row
     crosses into Python."""
 
     def link_material() -> bytes:
         row_id, salt, token_hash = links.new_link(key)
         return row_id.bytes + salt + token_hash.encode()
 
-    def register(sync_session: Any) -> None:
-        dbapi = sync_session.connection().connection.dbapi_connection
-        dbapi.create_function("pulse_link_material", 0, link_material)
-        dbapi.create_function("pulse_new_id", 0, lambda: new_id().hex)
-
-    await session.run_sync(register)
-    # MATERIALIZED: each row's material is made once and then split into id, salt and
-    # hash; a flattened subquery would call the function once per use. In employee id
-    # order the invitation indexes on employee_id fill in order; with the directory's
-    # statistics (employees.service.bulk_insert) SQLite reads the primary key index for
-    # it instead of sorting, which measured 25 % faster for 100,000 employees.
-    g = (
-        select(
-            func.pulse_link_material().label("material"),
-            Employee.id,
-            Employee.team,
-            Employee.department,
-            Employee.manager_id,
-            Employee.attributes,
-            Employee.locale,
-        )
-        .where(*_audience_filter(survey))
-        .order_by(Employee.id)
-        .cte("g")
-        .prefix_with("MATERIALIZED")
-    )
-    await session.execute(
-        insert(INVITATION_TABLE).from_select(
-            [
-                "id",
-                "wave_id",
-                "employee_id",
-                "salt",
-                "key_id",
-                "token_hash",
-                "team",
-                "department",
-                "manager_id",
-                "attributes",
-                "locale",
-                "answered",
-            ],
+    functions = {"pulse_link_material": link_material, "pulse_new_id": lambda: new_id().hex}
+    async with _sqlite_functions(session, functions):
+        # MATERIALIZED: each row's material is made once and then split into id, salt and
+        # hash; a flattened subquery would call the function once per use. In employee id
+        # order the invitation indexes on employee_id fill in order; with the directory's
+        # statistics (employees.service.bulk_insert) SQLite reads the primary key index for
+        # it instead of sorting, which measured 25 % faster for 100,000 employees.
+        g = (
             select(
-                func.lower(func.hex(func.substr(g.c.material, 1, 16))),
-                literal(wave_id, Uuid()),
-                g.c.id,
-                func.substr(g.c.material, 17, 16),
-                literal(key_id),
-                sql_cast(func.substr(g.c.material, 33), Text),
-                g.c.team,
-                g.c.department,
-                g.c.manager_id,
-                g.c.attributes,
-                g.c.locale,
-                false(),
-            ),
-        )
-    )
-    message = OUTBOX_TABLE.c
-    await session.execute(
-        insert(OUTBOX_TABLE).from_select(
-            [
-                message.id,
-                message.organization_id,
-                message.dedupe_key,
-                message.kind,
-                message.recipient,
-                message.recipient_name,
-                message.locale,
-                message.about_type,
-                message.about_id,
-                message.group_id,
-                message.status,
-                message.attempts,
-                message.next_attempt_at,
-                message.created_at,
-                message.updated_at,
-            ],
-            select(
-                func.pulse_new_id(),
-                literal(survey.organization_id, Uuid()),
-                literal(f"invite:{wave_id}:").concat(_hyphenated(Employee.id)),
-                literal("survey_invitation"),
-                Employee.email,
-                Employee.name,
+                func.pulse_link_material().label("material"),
+                Employee.id,
+                Employee.team,
+                Employee.department,
+                Employee.manager_id,
+                Employee.attributes,
                 Employee.locale,
-                literal("invitation"),
-                Invitation.id,
-                literal(wave_id, Uuid()),
-                literal("pending"),
-                literal(0),
-                literal(now, UTCDateTime()),
-                literal(now, UTCDateTime()),
-                literal(now, UTCDateTime()),
             )
-            .join_from(Invitation, Employee, Employee.id == Invitation.employee_id)
-            .where(Invitation.wave_id == wave_id),
+            .where(*_audience_filter(survey))
+            .order_by(Employee.id)
+            .cte("g")
+            .prefix_with("MATERIALIZED")
         )
-    )
-    # (The driver reports no row count for a statement that starts with WITH.)
-    invited = select(func.count()).where(Invitation.wave_id == wave_id)
-    return (await session.execute(invited)).scalar_one()
+        await session.execute(
+            insert(INVITATION_TABLE).from_select(
+                [
+                    "id",
+                    "wave_id",
+                    "employee_id",
+                    "salt",
+                    "key_id",
+                    "token_hash",
+                    "team",
+                    "department",
+                    "manager_id",
+                    "attributes",
+                    "locale",
+                    "answered",
+                ],
+                select(
+                    func.lower(func.hex(func.substr(g.c.material, 1, 16))),
+                    literal(wave_id, Uuid()),
+                    g.c.id,
+                    func.substr(g.c.material, 17, 16),
+                    literal(key_id),
+                    sql_cast(func.substr(g.c.material, 33), Text),
+                    g.c.team,
+                    g.c.department,
+                    g.c.manager_id,
+                    g.c.attributes,
+                    g.c.locale,
+                    false(),
+                ),
+            )
+        )
+        message = OUTBOX_TABLE.c
+        await session.execute(
+            insert(OUTBOX_TABLE).from_select(
+                [
+                    message.id,
+                    message.organization_id,
+                    message.dedupe_key,
+                    message.kind,
+                    message.recipient,
+                    message.recipient_name,
+                    message.locale,
+                    message.about_type,
+                    message.about_id,
+                    message.group_id,
+                    message.status,
+                    message.attempts,
+                    message.next_attempt_at,
+                    message.created_at,
+                    message.updated_at,
+                ],
+                select(
+                    func.pulse_new_id(),
+                    literal(survey.organization_id, Uuid()),
+                    literal(f"invite:{wave_id}:").concat(_hyphenated(Employee.id)),
+                    literal("survey_invitation"),
+                    Employee.email,
+                    Employee.name,
+                    Employee.locale,
+                    literal("invitation"),
+                    Invitation.id,
+                    literal(wave_id, Uuid()),
+                    literal("pending"),
+                    literal(0),
+                    literal(now, UTCDateTime()),
+                    literal(now, UTCDateTime()),
+                    literal(now, UTCDateTime()),
+                )
+                .join_from(Invitation, Employee, Employee.id == Invitation.employee_id)
+                .where(Invitation.wave_id == wave_id),
+            )
+        )
+        # (The driver reports no row count for a statement that starts with WITH.)
+        invited = select(func.count()).where(Invitation.wave_id == wave_id)
+        return (await session.execute(invited)).scalar_one()
 
 
 async def open_due_waves(db: Database, settings: Settings) -> int:

@@ -327,6 +327,25 @@ async def test_meetings_list_in_time_order_after_a_new_cadence(
     )
 
 
+async def test_a_cursor_from_another_series_is_a_422_not_an_empty_last_page(
+    client: httpx.AsyncClient, org: Org, pair: tuple[str, str]
+) -> None:
+    first = await _create(client, org, pair)
+    third = await _employee(client, org, "cy@acme.test")
+    second = await _create(client, org, (pair[0], third))
+    page = await client.get(
+        f"/v1/checkins/{first['id']}/meetings", params={"limit": 1}, headers=org.admin
+    )
+    cursor = page.json()["next_cursor"]
+    assert cursor is not None
+
+    response = await client.get(
+        f"/v1/checkins/{second['id']}/meetings", params={"cursor": cursor}, headers=org.admin
+    )
+
+    assert_problem(response, 422, field="cursor")
+
+
 async def test_list_filters_by_person_and_status(
     client: httpx.AsyncClient, org: Org, pair: tuple[str, str]
 ) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
+from app.core.config import normalize_database_url
 from app.core.db import Database, new_id
 
 
@@ -53,3 +56,15 @@ async def test_sqlite_read_then_write_beside_another_writer_does_not_fail(tmp_pa
             assert await session.scalar(text("SELECT count(*) FROM t")) == 2
     finally:
         await db.dispose()
+
+
+def test_a_python_linked_to_an_old_sqlite_is_told_what_to_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Wave opening needs RETURNING and MATERIALIZED (SQLite 3.35); an older library
+    must stop start-up with a clear line, not fail at the first wave."""
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+    with pytest.raises(ValueError, match=r"SQLite 3\.35 or newer is needed.*SQLite 3\.31\.1"):
+        normalize_database_url("sqlite:///pulse.db")
+    assert normalize_database_url("postgresql://db/pulse") == "postgresql+asyncpg://db/pulse"

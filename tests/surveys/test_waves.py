@@ -28,6 +28,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from fastapi import FastAPI
 from sqlalchemy import Connection, event, func, insert, inspect, select, text, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
@@ -491,6 +492,54 @@ async def test_reminder_to_someone_who_answered_meanwhile_is_cancelled_not_faile
     assert retry.status_code == 409
 
 
+async def test_invitation_signed_by_a_retired_key_fails_until_the_key_is_back(
+    db: Database,
+    org: Org,
+    client: httpx.AsyncClient,
+    database_url: str,
+    smtp: tuple[str, MailCatcher],
+) -> None:
+    """Unlike an answered reminder, this invitee still needs their link: the delivery
+    fails where HR looks, and a retry after restoring the key sends the same link."""
+    smtp_url, mailbox = smtp
+    old, new = "o" * 40, "n" * 40
+
+    def keys(current: str, *older: str) -> Settings:
+        return make_settings(
+            database_url,
+            email_url=smtp_url,
+            public_base_url=BASE_URL,
+            email_timeout_seconds=5.0,
+            secret_key=current,
+            old_secret_keys=list(older),
+        )
+
+    await add_people(db, org.id, 1)
+    survey_id, _ = await due_survey(db, org.id, minutes_ago=1)
+    await waves.open_due_waves(db, keys(old))
+    [wave] = await waves_of(db, survey_id)
+    [invitation] = await invitations_of(db, wave.id)
+
+    await deliver_outbox(db, keys(new))
+
+    assert mailbox.received() == []
+    failed = await client.get("/v1/deliveries", params={"status": "failed"}, headers=org.admin)
+    [item] = failed.json()["items"]
+    assert (item["kind"], item["last_reply"]) == (
+        "survey_invitation",
+        "the key that signed this link was retired",
+    )
+    retry = await client.post(f"/v1/deliveries/{item['id']}/retry", headers=org.admin)
+    assert retry.status_code == 200, retry.text
+    await deliver_outbox(db, keys(new, old))
+
+    [message] = mailbox.received()
+    plain, html = links_in(message)
+    assert len(plain) == 1
+    assert plain == html
+    assert links.hash_token(plain.pop()) == invitation.token_hash
+
+
 # --- idempotency and crashes -----------------------------------------------------------------
 
 
@@ -918,3 +967,22 @@ async def test_after_a_directory_import_sqlite_reads_the_audience_in_id_order_un
 
     assert not any("TEMP B-TREE" in step for step in plan), plan
     assert any("SCAN e" in step or "SCAN employee" in step for step in plan), plan
+
+
+async def test_sqlite_link_functions_do_not_outlive_the_wave_opening(
+    db: Database, org: Org, settings: Settings, engine: AsyncEngine
+) -> None:
+    """The function that makes link material holds the signing key in its closure; the
+    pooled connection must not keep it callable afterwards."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL gets the material as arrays, no functions")
+    await add_people(db, org.id, 3)
+    survey_id, occurrence = await due_survey(db, org.id, minutes_ago=1)
+    async with db.sessionmaker() as session, session.begin():
+        survey = await session.get(Survey, survey_id)
+        assert survey is not None
+        assert await waves.open_wave(session, survey, occurrence, settings) is not None
+        for function in ("pulse_link_material", "pulse_new_id"):
+            with pytest.raises(DBAPIError, match="function raised exception"):
+                async with session.begin_nested():
+                    await session.execute(text(f"SELECT {function}()"))
