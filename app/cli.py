@@ -70,6 +70,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         )
         try:
             if args.once:
+                problem = await worker.migrations_pending(db, settings)
+                if problem:
+                    print(f"pulse: {problem}", file=sys.stderr)
+                    return 2
                 result = await worker.tick(db, settings)
                 return 1 if any(v < 0 for v in result.values()) else 0
             # SIGTERM (docker stop, systemd) ends the loop between steps and closes the

@@ -123,6 +123,18 @@ def test_worker_once_runs_a_tick_and_exits(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def test_worker_refuses_a_database_behind_the_code(tmp_path: Path) -> None:
+    """New code on an old schema would write rows the database refuses (a cancelled
+    email before migration 0007) and lose the rest of that transaction."""
+    assert run_pulse("migrate", "0006", cwd=tmp_path).returncode == 0
+    behind = run_pulse("worker", "--once", cwd=tmp_path)
+    assert behind.returncode == 2
+    assert behind.stderr.strip().splitlines()[-1].endswith("run pulse migrate")
+    assert "0006" in behind.stderr
+    assert run_pulse("migrate", cwd=tmp_path).returncode == 0
+    assert run_pulse("worker", "--once", cwd=tmp_path).returncode == 0
+
+
 class _serve:
     """`pulse serve --with-worker` as a real process on a free port, until ready."""
 

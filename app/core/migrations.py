@@ -42,6 +42,16 @@ def head_revisions(database_url: str) -> set[str]:
     return set(ScriptDirectory.from_config(alembic_config(database_url)).get_heads())
 
 
+async def pending(engine: AsyncEngine, database_url: str) -> str | None:
+    """Why the database is not at the code's migration head, or None when it is."""
+    current, heads = await current_revisions(engine), head_revisions(database_url)
+    if current == heads:
+        return None
+    return (
+        f"database at migration {sorted(current)}, code expects {sorted(heads)}: run pulse migrate"
+    )
+
+
 async def current_revisions(engine: AsyncEngine) -> set[str]:
     async with engine.connect() as conn:
         return set(await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_heads()))

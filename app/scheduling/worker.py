@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from app.checkins import emails as _checkin_emails  # noqa: F401 - registers email kinds
 from app.checkins import meetings
-from app.core import idempotency
+from app.core import idempotency, migrations
 from app.core.config import Settings
 from app.core.db import Database
 from app.notifications.sender import deliver_outbox
@@ -53,7 +53,19 @@ async def tick(db: Database, settings: Settings) -> dict[str, int]:
     return done
 
 
+async def migrations_pending(db: Database, settings: Settings) -> str | None:
+    """Why the worker must not run yet: code newer than the schema would write rows the
+    database refuses (and lose the rest of that transaction's bookkeeping)."""
+    if db.engine is None:  # a test's Database on one connection, built by the migrations
+        return None
+    return await migrations.pending(db.engine, settings.database_url)
+
+
 async def run_forever(db: Database, settings: Settings) -> None:
+    # A deploy may start the worker before `pulse migrate` has finished: wait for it.
+    while problem := await migrations_pending(db, settings):
+        log.error("worker waiting for migrations", extra={"problem": problem})
+        await asyncio.sleep(settings.worker_interval_seconds)
     log.info("worker started", extra={"interval_s": settings.worker_interval_seconds})
     while True:
         result = await tick(db, settings)
