@@ -70,7 +70,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         )
         try:
             if args.once:
-                problem = await worker.migrations_pending(db, settings)
+                try:
+                    problem = await worker.migrations_pending(db, settings)
+                except Exception as exc:
+                    problem = f"cannot check the database's migrations: {exc}"
                 if problem:
                     print(f"pulse: {problem}", file=sys.stderr)
                     return 2

@@ -44,6 +44,15 @@ Lists take `?limit=` and `?cursor=`. `POST` honours `Idempotency-Key` for 24 hou
 """
 
 
+def _report_worker_end(task: asyncio.Task[None]) -> None:
+    """The in-process worker runs until shutdown; if it ends before, say so at once
+    instead of when the server stops."""
+    if not task.cancelled() and task.exception() is not None:
+        logging.getLogger("pulse.worker").error(
+            "in-process worker stopped", exc_info=task.exception()
+        )
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -62,15 +71,19 @@ def create_app(
             from app.scheduling.worker import run_forever
 
             worker_task = asyncio.create_task(run_forever(app.state.db, settings))
+            worker_task.add_done_callback(_report_worker_end)
         try:
             yield
         finally:
-            if worker_task is not None:
-                worker_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker_task
-            if owns_db:
-                await app.state.db.dispose()
+            try:
+                if worker_task is not None:
+                    worker_task.cancel()
+                    # Its error, if it died, was logged when it ended.
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
+                        await worker_task
+            finally:
+                if owns_db:
+                    await app.state.db.dispose()
 
     app = FastAPI(
         title="Pulse",

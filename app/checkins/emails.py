@@ -14,7 +14,7 @@ from app.checkins.models import CheckinSeries, Meeting, MeetingLink
 from app.core.config import Settings
 from app.employees.models import Employee
 from app.notifications.outbox import Claimed
-from app.notifications.render import AboutGone, Attachment, register_kind
+from app.notifications.render import AboutGone, Attachment, Unsendable, register_kind
 from app.organizations.models import Organization
 from app.surveys import links
 
@@ -63,7 +63,10 @@ async def _context(session: AsyncSession, claimed: Claimed, settings: Settings) 
         raise AboutGone("the check-in is no longer needed")
     manager, report = await _people(session, series)
     other = report if link.role == "manager" else manager
-    token = links.recompute(settings, link.id, link.salt, link.key_id)
+    try:
+        token = links.recompute(settings, link.id, link.salt, link.key_id)
+    except KeyError as exc:  # the person still needs the link: fail where HR looks
+        raise Unsendable("the key that signed this link was retired") from exc
     local = meeting.scheduled_at.astimezone(ZoneInfo(series.timezone))
     return {
         "organization": org_name,

@@ -47,6 +47,14 @@ async def pending(engine: AsyncEngine, database_url: str) -> str | None:
     current, heads = await current_revisions(engine), head_revisions(database_url)
     if current == heads:
         return None
+    script = ScriptDirectory.from_config(alembic_config(database_url))
+    known = {revision.revision for revision in script.walk_revisions()}
+    unknown = sorted(current - known)
+    if unknown:  # rolled-back code on a newer schema: migrating cannot help
+        return (
+            f"database at migration {unknown}, which this code does not know: run the "
+            "newer code, or downgrade the database with that code's pulse migrate"
+        )
     return (
         f"database at migration {sorted(current)}, code expects {sorted(heads)}: run pulse migrate"
     )

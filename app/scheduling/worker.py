@@ -63,7 +63,15 @@ async def migrations_pending(db: Database, settings: Settings) -> str | None:
 
 async def run_forever(db: Database, settings: Settings) -> None:
     # A deploy may start the worker before `pulse migrate` has finished: wait for it.
-    while problem := await migrations_pending(db, settings):
+    # Not being able to check (database unreachable, locked by the migration) waits
+    # too, instead of ending the worker.
+    while True:
+        try:
+            problem = await migrations_pending(db, settings)
+        except Exception as exc:
+            problem = f"cannot check the database's migrations: {exc}"
+        if problem is None:
+            break
         log.error("worker waiting for migrations", extra={"problem": problem})
         await asyncio.sleep(settings.worker_interval_seconds)
     log.info("worker started", extra={"interval_s": settings.worker_interval_seconds})

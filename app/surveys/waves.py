@@ -341,8 +341,11 @@ async def _sqlite_functions(
     finally:
         try:
             await session.run_sync(register, dict.fromkeys(functions, refuse))
-        except Exception:  # a broken connection is being thrown away anyway
-            log.warning("could not remove SQL functions from the connection", exc_info=True)
+        except Exception:
+            # The connection would keep the closure holding the key: drop it.
+            log.warning("could not remove SQL functions; closing the connection", exc_info=True)
+            with contextlib.suppress(Exception):  # already unusable, then
+                await (await session.connection()).invalidate()
 
 
 async def _invite_sqlite(

@@ -33,7 +33,7 @@ from tests.checkins.test_ics import (
     monday_before_change,
     smtp_settings_for,
 )
-from tests.conftest import Org
+from tests.conftest import Org, make_settings
 from tests.notifications.smtp import SmtpServer, running_smtp_server
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -321,6 +321,32 @@ async def _set_time(db: Database, meeting_id: uuid.UUID, at: datetime, **values:
         await session.execute(
             update(Meeting).where(Meeting.id == meeting_id).values(scheduled_at=at, **values)
         )
+
+
+async def test_invites_signed_by_a_retired_key_fail_where_hr_looks(
+    client: httpx.AsyncClient,
+    org: Org,
+    db: Database,
+    database_url: str,
+    smtp: SmtpServer,
+) -> None:
+    """The people still need their meeting links: not cancelled, not retried eight
+    times over hours, but failed at once with the reason, for a retry once the key is
+    back."""
+    manager, report = await _people(client, org)
+    await create_series(client, org, manager, report)
+    rotated = make_settings(
+        database_url, email_url=smtp.url, email_timeout_seconds=5.0, secret_key="n" * 40
+    )
+
+    await deliver_outbox(db, rotated)
+
+    assert smtp.received == []
+    invites = await _outbox(db, "meeting_invite")
+    assert invites
+    assert {(m.status, m.attempts, m.last_reply) for m in invites} == {
+        ("failed", 1, "the key that signed this link was retired")
+    }
 
 
 async def test_ending_a_series_cancels_future_meetings_in_both_calendars(
