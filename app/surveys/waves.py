@@ -19,6 +19,7 @@ from typing import Any, cast
 from sqlalchemy import (
     Integer,
     LargeBinary,
+    Select,
     Table,
     Text,
     Uuid,
@@ -141,6 +142,68 @@ async def _invite_audience(
     return await _invite_sqlite(session, survey, wave_id, key_id, key, now)
 
 
+Shape = Callable[[Select[Any]], Select[Any]]
+
+
+def _unchanged(query: Select[Any]) -> Select[Any]:
+    return query
+
+
+def _insert_invitations(
+    wave_id: uuid.UUID, key_id: str, r: Mapping[str, Any], shape: Shape = _unchanged
+) -> Any:
+    """``INSERT INTO invitation … SELECT``: ``r`` gives each invitation's ``id``,
+    ``employee_id``, ``salt``, ``token_hash`` and segments (team, department,
+    manager_id, attributes, locale) as SQL expressions, ``shape`` adds the FROM and
+    WHERE they need; the rest is the same for the whole wave."""
+    values = {
+        "id": r["id"],
+        "wave_id": literal(wave_id, Uuid()),
+        "employee_id": r["employee_id"],
+        "salt": r["salt"],
+        "key_id": literal(key_id),
+        "token_hash": r["token_hash"],
+        "team": r["team"],
+        "department": r["department"],
+        "manager_id": r["manager_id"],
+        "attributes": r["attributes"],
+        "locale": r["locale"],
+        "answered": false(),
+    }
+    return insert(INVITATION_TABLE).from_select(list(values), shape(select(*values.values())))
+
+
+def _insert_invitation_emails(
+    survey: Survey,
+    wave_id: uuid.UUID,
+    now: datetime,
+    r: Mapping[str, Any],
+    shape: Shape = _unchanged,
+) -> Any:
+    """``INSERT INTO outbox_message … SELECT`` of the invitation emails, the rows
+    ``outbox.enqueue_many`` would queue for them: ``r`` gives each message's ``id``, the
+    ``employee`` id spelled as ``str(uuid)``, ``email``, ``name``, ``locale`` and
+    ``invitation_id``."""
+    values = {
+        "id": r["id"],
+        "organization_id": literal(survey.organization_id, Uuid()),
+        "dedupe_key": literal(f"invite:{wave_id}:").concat(r["employee"]),
+        "kind": literal("survey_invitation"),
+        "recipient": r["email"],
+        "recipient_name": r["name"],
+        "locale": r["locale"],
+        "about_type": literal("invitation"),
+        "about_id": r["invitation_id"],
+        "group_id": literal(wave_id, Uuid()),
+        "status": literal("pending"),
+        "attempts": literal(0),
+        "next_attempt_at": literal(now, UTCDateTime()),
+        "created_at": literal(now, UTCDateTime()),
+        "updated_at": literal(now, UTCDateTime()),
+    }
+    return insert(OUTBOX_TABLE).from_select(list(values), shape(select(*values.values())))
+
+
 def _postgresql_invite(survey: Survey, wave_id: uuid.UUID, key_id: str, now: datetime) -> Any:
     """One statement that invites the next ``:size`` people of the audience after
     employee ``:after`` (in id order) and answers how many it invited and the last one.
@@ -185,71 +248,20 @@ def _postgresql_invite(survey: Survey, wave_id: uuid.UUID, key_id: str, now: dat
         .join_from(audience, material, audience.c.n == material.c.n)
         .cte("g")
     )
-    invited = insert(INVITATION_TABLE).from_select(
-        [
-            "id",
-            "wave_id",
-            "employee_id",
-            "salt",
-            "key_id",
-            "token_hash",
-            "team",
-            "department",
-            "manager_id",
-            "attributes",
-            "locale",
-            "answered",
-        ],
-        select(
-            g.c.invitation_id,
-            literal(wave_id, Uuid()),
-            g.c.id,
-            g.c.salt,
-            literal(key_id),
-            g.c.token_hash,
-            g.c.team,
-            g.c.department,
-            g.c.manager_id,
-            g.c.attributes,
-            g.c.locale,
-            false(),
-        ),
+    invited = _insert_invitations(
+        wave_id,
+        key_id,
+        {
+            **g.c,
+            "id": g.c.invitation_id,
+            "employee_id": g.c.id,
+        },
     )
-    emailed = insert(OUTBOX_TABLE).from_select(
-        [
-            "id",
-            "organization_id",
-            "dedupe_key",
-            "kind",
-            "recipient",
-            "recipient_name",
-            "locale",
-            "about_type",
-            "about_id",
-            "group_id",
-            "status",
-            "attempts",
-            "next_attempt_at",
-            "created_at",
-            "updated_at",
-        ],
-        select(
-            g.c.message_id,
-            literal(survey.organization_id, Uuid()),
-            literal(f"invite:{wave_id}:").concat(sql_cast(g.c.id, Text)),
-            literal("survey_invitation"),
-            g.c.email,
-            g.c.name,
-            g.c.locale,
-            literal("invitation"),
-            g.c.invitation_id,
-            literal(wave_id, Uuid()),
-            literal("pending"),
-            literal(0),
-            literal(now, UTCDateTime()),
-            literal(now, UTCDateTime()),
-            literal(now, UTCDateTime()),
-        ),
+    emailed = _insert_invitation_emails(
+        survey,
+        wave_id,
+        now,
+        {**g.c, "id": g.c.message_id, "employee": sql_cast(g.c.id, Text)},
     )
     return (
         select(
@@ -387,76 +399,34 @@ async def _invite_sqlite(
             .prefix_with("MATERIALIZED")
         )
         await session.execute(
-            insert(INVITATION_TABLE).from_select(
-                [
-                    "id",
-                    "wave_id",
-                    "employee_id",
-                    "salt",
-                    "key_id",
-                    "token_hash",
-                    "team",
-                    "department",
-                    "manager_id",
-                    "attributes",
-                    "locale",
-                    "answered",
-                ],
-                select(
-                    func.lower(func.hex(func.substr(g.c.material, 1, 16))),
-                    literal(wave_id, Uuid()),
-                    g.c.id,
-                    func.substr(g.c.material, 17, 16),
-                    literal(key_id),
-                    sql_cast(func.substr(g.c.material, 33), Text),
-                    g.c.team,
-                    g.c.department,
-                    g.c.manager_id,
-                    g.c.attributes,
-                    g.c.locale,
-                    false(),
-                ),
+            _insert_invitations(
+                wave_id,
+                key_id,
+                {
+                    **g.c,
+                    "id": func.lower(func.hex(func.substr(g.c.material, 1, 16))),
+                    "employee_id": g.c.id,
+                    "salt": func.substr(g.c.material, 17, 16),
+                    "token_hash": sql_cast(func.substr(g.c.material, 33), Text),
+                },
             )
         )
-        message = OUTBOX_TABLE.c
         await session.execute(
-            insert(OUTBOX_TABLE).from_select(
-                [
-                    message.id,
-                    message.organization_id,
-                    message.dedupe_key,
-                    message.kind,
-                    message.recipient,
-                    message.recipient_name,
-                    message.locale,
-                    message.about_type,
-                    message.about_id,
-                    message.group_id,
-                    message.status,
-                    message.attempts,
-                    message.next_attempt_at,
-                    message.created_at,
-                    message.updated_at,
-                ],
-                select(
-                    func.pulse_new_id(),
-                    literal(survey.organization_id, Uuid()),
-                    literal(f"invite:{wave_id}:").concat(_hyphenated(Employee.id)),
-                    literal("survey_invitation"),
-                    Employee.email,
-                    Employee.name,
-                    Employee.locale,
-                    literal("invitation"),
-                    Invitation.id,
-                    literal(wave_id, Uuid()),
-                    literal("pending"),
-                    literal(0),
-                    literal(now, UTCDateTime()),
-                    literal(now, UTCDateTime()),
-                    literal(now, UTCDateTime()),
-                )
-                .join_from(Invitation, Employee, Employee.id == Invitation.employee_id)
-                .where(Invitation.wave_id == wave_id),
+            _insert_invitation_emails(
+                survey,
+                wave_id,
+                now,
+                {
+                    "id": func.pulse_new_id(),
+                    "employee": _hyphenated(Employee.id),
+                    "email": Employee.email,
+                    "name": Employee.name,
+                    "locale": Employee.locale,
+                    "invitation_id": Invitation.id,
+                },
+                lambda query: query.join_from(
+                    Invitation, Employee, Employee.id == Invitation.employee_id
+                ).where(Invitation.wave_id == wave_id),
             )
         )
         # (The driver reports no row count for a statement that starts with WITH.)
