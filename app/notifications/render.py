@@ -43,6 +43,9 @@ class Rendered:
     text: str
     html: str
     attachments: list[Attachment] = field(default_factory=list)
+    # The personal link the message carries, if any: the sender logs it for the embedded
+    # default (development, file backend) so a developer can click through from the log.
+    link: str | None = None
 
 
 class AboutGone(Exception):
@@ -129,7 +132,8 @@ async def render(session: AsyncSession, claimed: Claimed, settings: Settings) ->
     attachments = (
         await kind.attachments(session, claimed, settings, context) if kind.attachments else []
     )
-    return Rendered(subject, text, html, attachments)
+    link = context.get("link")
+    return Rendered(subject, text, html, attachments, link if isinstance(link, str) else None)
 
 
 def message_id(dedupe_key: str, email_from: str) -> str:

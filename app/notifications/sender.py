@@ -18,7 +18,7 @@ from sqlalchemy import select
 from app.core.config import Settings
 from app.core.db import Database, utcnow
 from app.notifications import outbox
-from app.notifications.backends import Backend, SendResult, backend_from_url
+from app.notifications.backends import Backend, FileBackend, SendResult, backend_from_url
 from app.notifications.outbox import Claimed
 from app.notifications.render import AboutGone, Unsendable, build_message, render
 from app.organizations.models import Organization
@@ -65,8 +65,8 @@ async def deliver_outbox(
 
 async def _render_batch(
     db: Database, settings: Settings, claimed: list[Claimed]
-) -> list[tuple[Claimed, EmailMessage | SendResult]]:
-    out: list[tuple[Claimed, EmailMessage | SendResult]] = []
+) -> list[tuple[Claimed, EmailMessage | SendResult, str | None]]:
+    out: list[tuple[Claimed, EmailMessage | SendResult, str | None]] = []
     async with db.sessionmaker() as session:
         # Every message names its organization; load the batch's organizations once and
         # keep them referenced, so renderers' lookups hit the identity map instead of
@@ -80,19 +80,22 @@ async def _render_batch(
         ).all()
         for c in claimed:
             if c.attempts > settings.email_max_attempts:
-                out.append((c, SendResult("permanent", f"gave up after {c.attempts - 1} attempts")))
+                gave_up = SendResult("permanent", f"gave up after {c.attempts - 1} attempts")
+                out.append((c, gave_up, None))
                 continue
             try:
-                out.append((c, build_message(await render(session, c, settings), c, settings)))
+                rendered = await render(session, c, settings)
+                out.append((c, build_message(rendered, c, settings), rendered.link))
             except AboutGone as exc:
-                out.append((c, SendResult("cancelled", f"not sent: {exc}")))
+                out.append((c, SendResult("cancelled", f"not sent: {exc}"), None))
             except Unsendable as exc:
-                out.append((c, SendResult("permanent", str(exc))))
+                out.append((c, SendResult("permanent", str(exc)), None))
             except Exception as exc:  # a template bug must not stop the other messages
                 log.exception(
                     "could not render email", extra={"outbox_id": str(c.id), "kind": c.kind}
                 )
-                out.append((c, SendResult("temporary", f"render error: {exc.__class__.__name__}")))
+                failed = SendResult("temporary", f"render error: {exc.__class__.__name__}")
+                out.append((c, failed, None))
     del organizations
     return out
 
@@ -103,12 +106,17 @@ async def _deliver_batch(
     prepared = await _render_batch(db, settings, claimed)
     outcomes: list[tuple[Claimed, SendResult]] = []
     tried: set[object] = set()
+    # The embedded default logs each mailed link, so a developer running `make run` can
+    # click through from the log (architecture.md). Tokens stay out of logs otherwise.
+    log_links = settings.env == "development" and isinstance(backend, FileBackend)
     try:
         async with backend.connect() as conn:
-            for c, item in prepared:
+            for c, item, link in prepared:
                 result = item if isinstance(item, SendResult) else await conn.send(item)
                 tried.add(c.id)
                 outcomes.append((c, result))
+                if log_links and link and result.outcome == "sent":
+                    log.info("email link", extra={"kind": c.kind, "to": c.recipient, "link": link})
                 if len(outcomes) >= RECORD_EVERY:
                     await _record(db, settings, outcomes)
                     outcomes = []
@@ -116,7 +124,7 @@ async def _deliver_batch(
         # Shutting down: keep what was sent, hand back what was not tried.
         await _record(db, settings, outcomes)
         async with db.sessionmaker() as session, session.begin():
-            await outbox.release(session, [c for c, _ in prepared if c.id not in tried])
+            await outbox.release(session, [c for c, _, _ in prepared if c.id not in tried])
         raise
     await _record(db, settings, outcomes)
     return len(prepared)

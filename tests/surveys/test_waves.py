@@ -314,6 +314,51 @@ async def test_one_broken_survey_does_not_stop_the_others(
     assert "could not open the due wave" in caplog.text
 
 
+@pytest.mark.parametrize("env", ["development", "production"])
+async def test_embedded_default_logs_each_mailed_link_and_production_never_does(
+    db: Database,
+    org: Org,
+    client: httpx.AsyncClient,
+    database_url: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    env: str,
+) -> None:
+    """`make run` writes mail to files; the links are logged so a developer can click
+    through from the terminal. Outside development, tokens never reach a log line."""
+    settings = make_settings(
+        database_url,
+        env=env,
+        email_url=f"file://{tmp_path / 'mail'}",
+        public_base_url=BASE_URL,
+        **({"secret_key": "k" * 40} if env == "production" else {}),
+    )
+    await add_people(db, org.id, 2)
+    await due_survey(db, org.id, minutes_ago=1)
+
+    with caplog.at_level(logging.INFO, logger="pulse.email"):
+        done = await worker.tick(db, settings)
+
+    assert done["deliver_outbox"] == 2
+    tokens = set()
+    for path in (tmp_path / "mail").glob("*.eml"):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        in_text, _ = links_in(message)
+        tokens |= in_text
+    assert len(tokens) == 2
+    mailed = {f"{BASE_URL}/r/{token}" for token in tokens}
+    logged = {r.link for r in caplog.records if r.getMessage() == "email link"}  # type: ignore[attr-defined]
+    if env == "production":
+        assert logged == set()
+        assert not any(t in caplog.text for t in tokens)
+        return
+    assert logged == mailed
+    for link in logged:  # and each logged link opens its answer page
+        page = await client.get(link.removeprefix(BASE_URL))
+        assert page.status_code == 200, page.text
+
+
 # --- a wave's whole life, with real mail ------------------------------------------------------
 
 
