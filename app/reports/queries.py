@@ -169,7 +169,8 @@ async def choice_counts(
 async def comments(
     session: AsyncSession, wave_id: uuid.UUID, *, team: str | None, department: str | None
 ) -> list[tuple[str, str]]:
-    """(question_key, text) of a wave's free-text answers, in random order."""
+    """(question_key, text) of a wave's free-text answers, in no particular order (the
+    report shuffles them)."""
     query = (
         select(Answer.question_key, Answer.text)
         .join(Response, Response.id == Answer.response_id)
@@ -178,6 +179,5 @@ async def comments(
             Answer.text.is_not(None),
             *_filters(Response, team, department),
         )
-        .order_by(func.random())
     )
     return [(k, t) for k, t in (await session.execute(query)).all() if t is not None]

@@ -55,16 +55,55 @@ _CSV_DOC: dict[int | str, dict[str, Any]] = {
 }
 
 
+def wants_csv(accept: str) -> bool:
+    """CSV when the client ranks text/csv above JSON (RFC 9110 quality values); JSON for
+    no Accept, */*, or a text/csv it ranks lower or refuses with q=0."""
+    ranks = {CSV_MEDIA: 0.0, "application/json": 0.0, "*/*": 0.0}
+    for part in accept.split(","):
+        media, *options = (p.strip() for p in part.split(";"))
+        media = media.lower()
+        if media not in ranks and media not in ("text/*", "application/*"):
+            continue
+        q = 1.0
+        for option in options:
+            name, _, value = option.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if media in ("text/*", "application/*"):
+            media = CSV_MEDIA if media == "text/*" else "application/json"
+            q = min(q, 0.999)  # an exact type outranks its wildcard
+        ranks[media] = max(ranks[media], q)
+    json_rank = max(ranks["application/json"], ranks["*/*"])
+    return ranks[CSV_MEDIA] > 0 and ranks[CSV_MEDIA] > json_rank
+
+
+# A cell a spreadsheet would run as a formula (OWASP, "CSV injection"): comments are
+# written by employees and opened by HR in Excel, so such a cell gets a leading quote.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as in the JSON
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def _respond(request: Request, report: BaseModel) -> Response:
     """Serialize as JSON or CSV, with an ETag of the body, answering 304 when the
     client already has it."""
-    wants_csv = CSV_MEDIA in request.headers.get("accept", "")
-    if wants_csv:
+    if wants_csv(request.headers.get("accept", "")):
         header, rows = service.csv_rows(report)  # type: ignore[arg-type]
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180
         writer.writerow(header)
-        writer.writerows([["" if v is None else v for v in row] for row in rows])
+        writer.writerows([[csv_cell(v) for v in row] for row in rows])
         body = buffer.getvalue().encode("utf-8")
         media = f"{CSV_MEDIA}; charset=utf-8"
     else:

@@ -59,6 +59,10 @@ from app.surveys.models import Survey, Wave
 
 GROUP_BY = re.compile(r"^(team|department|manager|attribute:[A-Za-z0-9_-]{1,64})$")
 DEFAULT_DAYS = 365
+# Dates a report window may name: wide enough for any real survey, narrow enough that
+# snapping to whole periods and the default one-year window never leave the calendar.
+FIRST_DAY = date(1900, 1, 1)
+LAST_DAY = date(9998, 12, 31)
 
 Values = tuple[int, ...]
 Size = Callable[[Values], int]
@@ -117,6 +121,11 @@ def check_params(params: Params) -> None:
         raise Unprocessable.field(
             ["query", "group_by"], "use team, department, manager or attribute:<name>"
         )
+    for name, day in (("from", params.from_), ("to", params.to)):
+        if day is not None and not FIRST_DAY <= day <= LAST_DAY:
+            raise Unprocessable.field(
+                ["query", name], f"must be between {FIRST_DAY} and {LAST_DAY}"
+            )
     if params.from_ and params.to and params.from_ > params.to:
         raise Unprocessable.field(["query", "from"], "must not be after 'to'")
 
@@ -177,6 +186,8 @@ def snap(params: Params, waves: list[WaveInfo], today: date) -> tuple[Window, li
     """The window snapped outward to whole periods (or whole waves) and the waves in it."""
     to = params.to or today
     start = params.from_ or (to - timedelta(days=DEFAULT_DAYS - 1))
+    if start > to:  # only when 'to' was left to default to today
+        raise Unprocessable.field(["query", "from"], f"must not be after 'to' (today, {to})")
     if params.interval == "wave":
         chosen = [w for w in waves if w.local_date <= to and w.closes_on >= start]
         if chosen:
@@ -656,8 +667,10 @@ async def _wave_questions(
             # People who answered, not options ticked: a multiple choice names several.
             result.responses = answered_by.get(key, 0)
         elif kind == "text":
-            comments = texts.get(key, [])
-            random.shuffle(comments)
+            # Shuffled, so the order says nothing of who wrote first; shuffled the same
+            # way on every request (seeded by the wave), so the report keeps its ETag.
+            comments = sorted(texts.get(key, []))
+            random.Random(f"{wave.id}:{key}").shuffle(comments)
             # How many commented is a count of a shown group; only the texts wait
             # for the stricter threshold.
             result.responses = answered_by.get(key, 0)

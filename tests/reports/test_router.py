@@ -318,19 +318,24 @@ async def test_questions_report_gives_means_distributions_choices_and_shares(
     assert q["comment"]["comments_suppressed"] is False
 
 
-async def test_comments_come_shuffled(
+async def test_comments_come_shuffled_the_same_way_on_every_request(
     client: httpx.AsyncClient, org: Org, factory: Factory
 ) -> None:
+    """The order must not tell who wrote first, and must not change between requests
+    either: a dashboard polling with If-None-Match would otherwise never get a 304."""
     survey = await factory.survey()
     texts = [f"comment {i:02d}" for i in range(20)]
     await factory.wave(survey, datetime(2027, 2, 1, 9, tzinfo=UTC), people(20, comment=texts))
-    orders = set()
-    for _ in range(4):
-        body = await get(client, "/v1/reports/questions", org.reports, **WHOLE_2027)
-        (comment,) = [q for q in body["waves"][0]["questions"] if q["key"] == "comment"]
-        assert sorted(comment["comments"]) == texts
-        orders.add(tuple(comment["comments"]))
-    assert len(orders) > 1 or next(iter(orders)) != tuple(texts)
+    first = await client.get("/v1/reports/questions", params=WHOLE_2027, headers=org.reports)
+    (comment,) = [q for q in first.json()["waves"][0]["questions"] if q["key"] == "comment"]
+    assert sorted(comment["comments"]) == texts
+    assert comment["comments"] != texts, "not in the order they were written"
+    again = await client.get(
+        "/v1/reports/questions",
+        params=WHOLE_2027,
+        headers={**org.reports, "If-None-Match": first.headers["etag"]},
+    )
+    assert again.status_code == 304
 
 
 # --- scopes and tenancy ----------------------------------------------------------------
@@ -480,6 +485,50 @@ async def test_csv_has_one_header_line_rfc_4180_quoting_and_the_json_rows(
         assert float(row[col["enps"]]) == item["enps"]
 
 
+@pytest.mark.parametrize(
+    ("accept", "csv_wanted"),
+    [
+        ("text/csv", True),
+        ("text/csv, application/json;q=0.5", True),
+        ("application/json, text/csv;q=0.1", False),
+        ("text/csv;q=0", False),
+        ("*/*", False),
+        ("", False),
+        ("text/*", True),
+        ("text/html, */*;q=0.8", False),
+        ("text/csv;q=oops", False),
+    ],
+)
+async def test_csv_or_json_follows_the_accept_ranking(
+    client: httpx.AsyncClient, org: Org, accept: str, csv_wanted: bool
+) -> None:
+    response = await client.get("/v1/reports/enps", headers={**org.reports, "Accept": accept})
+    assert response.status_code == 200
+    media = response.headers["content-type"].split(";")[0]
+    assert media == ("text/csv" if csv_wanted else "application/json")
+
+
+async def test_csv_writes_booleans_as_in_json_and_defuses_formula_comments(
+    client: httpx.AsyncClient, org: Org, factory: Factory
+) -> None:
+    survey = await factory.survey(min_group_size=3, comment_min_group_size=3)
+    texts = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1 more", "@here", "fine", "ok"]
+    await factory.wave(
+        survey, datetime(2027, 1, 4, 9, tzinfo=UTC), people(5, comment=texts, team="Ops")
+    )
+    await factory.wave(survey, datetime(2027, 2, 1, 9, tzinfo=UTC), people(2, team="Ops"))
+    trend = await client.get(
+        "/v1/reports/enps", params=WHOLE_2027, headers={**org.reports, "Accept": "text/csv"}
+    )
+    rows = list(csv.DictReader(io.StringIO(trend.text)))
+    assert [r["suppressed"] for r in rows] == ["false", "true"]
+    questions = await client.get(
+        "/v1/reports/questions", params=WHOLE_2027, headers={**org.reports, "Accept": "text/csv"}
+    )
+    comments = {r["comment"] for r in csv.DictReader(io.StringIO(questions.text)) if r["comment"]}
+    assert comments == {"'" + t for t in texts[:3]} | {"fine", "ok"}
+
+
 async def test_every_report_answers_csv(client: httpx.AsyncClient, org: Org) -> None:
     for path in REPORTS:
         response = await client.get(path, headers={**org.reports, "Accept": "text/csv"})
@@ -542,6 +591,13 @@ BAD_PARAMETERS: list[tuple[dict[str, str], str]] = [
     ({"from": "01/02/2027"}, "from"),
     ({"to": "yesterday"}, "to"),
     ({"survey_id": "not-a-uuid"}, "survey_id"),
+    # Dates at the calendar's edges, whose periods or default window would leave it.
+    ({"to": "9999-12-31"}, "to"),
+    ({"to": "0001-01-05"}, "to"),
+    ({"from": "0001-01-01", "to": "2027-01-01"}, "from"),
+    ({"from": "9999-06-30"}, "from"),
+    # A 'from' after today with no 'to' (which defaults to today).
+    ({"from": "9000-01-01"}, "from"),
 ]
 
 
