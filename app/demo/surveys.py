@@ -231,6 +231,7 @@ async def _closed_wave(
                 }
             )
     await session.execute(insert(Invitation), invitations)
+    await waves.record_segments(session, wave_id)
     if responses:
         await session.execute(insert(Response), responses)
         await session.execute(insert(Answer), answers)

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Select, case, func, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.surveys.models import Answer, Invitation, Response
+from app.surveys.models import Answer, Invitation, Response, WaveSegment
 
 # One row: the wave, one value per segment asked for (in order), then the counts.
 CountRow = tuple[Any, ...]
@@ -62,6 +62,19 @@ async def enps_counts(
         # Without segments the covering index on answer(wave_id, kind, score) answers
         # alone; the join is paid only when a segment is asked for.
         query = query.join(Response, Response.id == Answer.response_id)
+    return [tuple(r) for r in (await session.execute(query)).all()]
+
+
+async def census_cells(
+    session: AsyncSession, wave_ids: Sequence[uuid.UUID], segments: Sequence[str]
+) -> list[CountRow]:
+    """(wave_id, *segments, invited) from the waves' segment census: every group each
+    wave invited, whether or not anyone in it answered. A few rows per wave."""
+    if not wave_ids:
+        return []
+    query = _by_wave_and(
+        WaveSegment.wave_id, WaveSegment, segments, [func.sum(WaveSegment.invited)]
+    ).where(WaveSegment.wave_id.in_(wave_ids))
     return [tuple(r) for r in (await session.execute(query)).all()]
 
 

@@ -89,6 +89,11 @@ class WaveInfo:
     min_group_size: int
     comment_min_group_size: int
     questions: list[dict[str, Any]]
+    closed: bool  # closed, or past its window: no answer can arrive any more
+
+    @property
+    def asks_enps(self) -> bool:
+        return any(q.get("kind") == "enps" for q in self.questions)
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,9 @@ class Release:
     total: Values
     cells: dict[Any, Values] = field(default_factory=dict)
     hidden: set[Any] = field(default_factory=set)
+    # The organization-wide team and department decisions behind it (when needed).
+    teams_hidden: set[Any] = field(default_factory=set)
+    departments_hidden: set[Any] = field(default_factory=set)
 
 
 def check_params(params: Params) -> None:
@@ -154,7 +162,8 @@ async def _waves(
     params: Params,
     tz: str,
     *,
-    closed_before: datetime | None,
+    now: datetime,
+    answers: bool,
 ) -> list[WaveInfo]:
     query = (
         select(Wave, Survey.comment_min_group_size)
@@ -163,10 +172,10 @@ async def _waves(
     )
     if params.survey_id is not None:
         query = query.where(Wave.survey_id == params.survey_id)
-    if closed_before is not None:
+    if answers:
         # Closed early, or past its window (the worker may not have flagged it yet):
         # either way no answer can arrive any more.
-        query = query.where(or_(Wave.status == "closed", Wave.closes_at <= closed_before))
+        query = query.where(or_(Wave.status == "closed", Wave.closes_at <= now))
     zone = ZoneInfo(tz)
     return [
         WaveInfo(
@@ -177,6 +186,7 @@ async def _waves(
             min_group_size=w.min_group_size,
             comment_min_group_size=comment_min,
             questions=w.questions,
+            closed=w.status == "closed" or w.closes_at <= now,
         )
         for w, comment_min in (await session.execute(query.order_by(Wave.occurrence_at))).all()
     ]
@@ -231,6 +241,7 @@ def hidden_teams(
     portions: Mapping[tuple[Any, Any], int],
     hidden_departments: set[Any],
     threshold: int,
+    also: Iterable[Any] = (),
 ) -> set[Any]:
     """Teams to suppress, knowing that department totals are published too.
 
@@ -240,6 +251,7 @@ def hidden_teams(
     another department has). A department hidden in the department breakdown must not
     be the sum of shown teams either, so it gets hidden teams of its own."""
     hidden = {t for t, n in team_sizes.items() if n < threshold}
+    hidden |= set(also) & team_sizes.keys()
     departments: dict[Any, dict[Any, int]] = defaultdict(dict)
     for (team, department), n in portions.items():
         departments[department][team] = n
@@ -311,22 +323,33 @@ def segments_by_wave(
 
 
 def release_wave(
-    segments: Sequence[Segment], params: Params, threshold: int, size: Size
+    segments: Sequence[Segment],
+    params: Params,
+    threshold: int,
+    size: Size,
+    forced: Release | None = None,
 ) -> Release:
-    """Decide what one wave contributes to a report with these filters and grouping."""
+    """Decide what one wave contributes to a report with these filters and grouping.
+
+    ``forced`` is the answers' decision for the same wave and grouping: participation
+    hides at least what the eNPS and questions reports hide, or a responded count shown
+    there would split a group hidden here (docs/decisions/0011)."""
     width = len(segments[0].values) if segments else 0
     zero: Values = (0,) * width
     teams_hidden: set[Any] = set()
     departments_hidden: set[Any] = set()
     if structure_needed(params):
-        departments_hidden = hidden_cells(
-            _sizes(((s.department, s.values) for s in segments), size), threshold
-        )
+        department_sizes = _sizes(((s.department, s.values) for s in segments), size)
+        seed = {k for k, n in department_sizes.items() if n < threshold}
+        if forced is not None:
+            seed |= forced.departments_hidden & department_sizes.keys()
+        departments_hidden = complete_hidden(seed, department_sizes, threshold)
         teams_hidden = hidden_teams(
             _sizes(((s.team, s.values) for s in segments), size),
             _sizes((((s.team, s.department), s.values) for s in segments), size),
             departments_hidden,
             threshold,
+            forced.teams_hidden if forced is not None else (),
         )
     # A filter asks for one cell of an organization-wide breakdown: if that breakdown
     # hides it, the filtered answer must hide it too.
@@ -345,7 +368,10 @@ def release_wave(
     eligible = bool(chosen) and not refused and size(total) >= threshold
     if params.group_by is None:
         cells = {None: total} if chosen else {}
-        return Release(bool(chosen), eligible, total, cells, set() if eligible else set(cells))
+        hidden_all = set() if eligible else set(cells)
+        return Release(
+            bool(chosen), eligible, total, cells, hidden_all, teams_hidden, departments_hidden
+        )
     grouped: dict[Any, Values] = {}
     for s in chosen:
         grouped[s.group] = _add(grouped.get(s.group, zero), s.values)
@@ -360,8 +386,10 @@ def release_wave(
             "department": departments_hidden,
         }.get(params.group_by, set())
         below = {g for g, n in sizes.items() if n < threshold}
+        if forced is not None and forced.eligible:
+            below |= forced.hidden & grouped.keys()
         hidden = complete_hidden(below | (inherited & grouped.keys()), sizes, threshold)
-    return Release(bool(chosen), eligible, total, grouped, hidden)
+    return Release(bool(chosen), eligible, total, grouped, hidden, teams_hidden, departments_hidden)
 
 
 # --- reports ----------------------------------------------------------------------------
@@ -432,9 +460,7 @@ async def _context(
     org = await organization_service.get_organization(session, org_id)
     now = utcnow()
     today = now.astimezone(ZoneInfo(org.default_timezone)).date()
-    waves = await _waves(
-        session, org_id, params, org.default_timezone, closed_before=now if answers else None
-    )
+    waves = await _waves(session, org_id, params, org.default_timezone, now=now, answers=answers)
     window, waves = snap(params, waves, today)
     # Across surveys with different thresholds the strictest applies.
     threshold = max([org.min_group_size, *[w.min_group_size for w in waves]])
@@ -470,15 +496,64 @@ class Tally:
         )
 
 
-def _tally(rows: Iterable[tuple[Any, ...]], ctx: Context, params: Params, size: Size) -> Tally:
+def _tally(
+    rows: Iterable[tuple[Any, ...]],
+    ctx: Context,
+    params: Params,
+    size: Size,
+    forced: Mapping[uuid.UUID, Release] | None = None,
+) -> Tally:
     names = segments_needed(params)
     by_wave = segments_by_wave(rows, names, params.group_by)
     tally = Tally()
     for wave in ctx.waves:
         if wave.id in by_wave:
-            release = release_wave(by_wave[wave.id], params, ctx.threshold, size)
+            also = forced.get(wave.id) if forced is not None else None
+            release = release_wave(by_wave[wave.id], params, ctx.threshold, size, also)
             tally.add(_key(wave, params.interval), release)
     return tally
+
+
+def with_census(
+    rows: Sequence[tuple[Any, ...]], census: Iterable[tuple[Any, ...]], width: int
+) -> list[tuple[Any, ...]]:
+    """Count rows plus a zero row for every group a wave invited that has none, so a
+    group that gave no answers is listed (suppressed) like one that gave a few: its
+    absence would tell that nobody in it answered, its presence that somebody did."""
+    out = list(rows)
+    present = {tuple(r[:-width]) for r in rows}
+    for row in census:
+        key = tuple(row[:-1])
+        if key not in present:
+            out.append((*key, *(0,) * width))
+    return out
+
+
+async def _answer_rows(
+    session: AsyncSession, waves: Sequence[WaveInfo], names: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    """(wave, *segments, size) by which answers are shown or hidden: eNPS answers where
+    the wave asks for an eNPS, respondents elsewhere. The eNPS and questions reports
+    hide by this, and participation hides at least as much, so no figure of one
+    report splits a group another hides (docs/decisions/0011)."""
+    enps_ids = [w.id for w in waves if w.asks_enps]
+    other_ids = [w.id for w in waves if not w.asks_enps]
+    rows = [(*r[:-3], sum(r[-3:])) for r in await queries.enps_counts(session, enps_ids, names)]
+    rows += await queries.response_counts(session, other_ids, names)
+    census = await queries.census_cells(session, [w.id for w in waves], names)
+    return with_census(rows, census, 1)
+
+
+async def _answer_releases(
+    session: AsyncSession, waves: Sequence[WaveInfo], params: Params, threshold: int
+) -> dict[uuid.UUID, Release]:
+    names = segments_needed(params)
+    by_wave = segments_by_wave(await _answer_rows(session, waves, names), names, params.group_by)
+    return {
+        w.id: release_wave(by_wave[w.id], params, threshold, _first)
+        for w in waves
+        if w.id in by_wave
+    }
 
 
 def _enps_size(v: Values) -> int:
@@ -493,7 +568,13 @@ async def enps_report(session: AsyncSession, org_id: uuid.UUID, params: Params) 
     """The eNPS trend: per period (and group), the released respondents' counts and
     score; suppressed cells carry nulls."""
     ctx = await _context(session, org_id, params, answers=True)
-    rows = await queries.enps_counts(session, [w.id for w in ctx.waves], segments_needed(params))
+    names = segments_needed(params)
+    enps_ids = [w.id for w in ctx.waves if w.asks_enps]
+    rows = with_census(
+        await queries.enps_counts(session, enps_ids, names),
+        await queries.census_cells(session, enps_ids, names),
+        3,
+    )
     tally = _tally(rows, ctx, params, _enps_size)
     labels = await _group_labels(session, params.group_by, {g for _, g in tally.seen})
     series: list[EnpsRow] = []
@@ -549,8 +630,11 @@ async def participation_report(
     rows = await queries.participation_counts(
         session, [w.id for w in ctx.waves], segments_needed(params)
     )
-    # The group's size is who was invited: the same rule as for answers, on invitees.
-    tally = _tally(rows, ctx, params, _first)
+    # The group's size is who was invited: the same rule as for answers, on invitees;
+    # a closed wave also hides what its answers hide in the other reports.
+    closed = [w for w in ctx.waves if w.closed]
+    forced = await _answer_releases(session, closed, params, ctx.threshold)
+    tally = _tally(rows, ctx, params, _first, forced)
     labels = await _group_labels(session, params.group_by, {g for _, g in tally.seen})
     series = []
     for period, group in tally.ordered(labels):
@@ -591,11 +675,15 @@ async def questions_report(
     params = Params(**{**vars(params), "interval": "wave", "group_by": None})
     ctx = await _context(session, org_id, params, answers=True)
     names = segments_needed(params)
-    rows = await queries.response_counts(session, [w.id for w in ctx.waves], names)
-    by_wave = segments_by_wave(rows, names, None)
+    # Shown or hidden by the same measure as the eNPS report, so the two agree on every
+    # wave, team and department; the respondent count shown is then the filtered one.
+    sizes = segments_by_wave(await _answer_rows(session, ctx.waves, names), names, None)
+    respondents = segments_by_wave(
+        await queries.response_counts(session, [w.id for w in ctx.waves], names), names, None
+    )
     out = []
     for wave in ctx.waves:
-        segments = by_wave.get(wave.id, [])
+        segments = sizes.get(wave.id, [])
         release = release_wave(segments, params, ctx.threshold, _first)
         if not release.eligible:
             out.append(
@@ -613,7 +701,7 @@ async def questions_report(
         # since a list of texts is as easy to subtract as a count.
         comment_threshold = max(ctx.threshold, wave.comment_min_group_size)
         comment_ok = release_wave(segments, params, comment_threshold, _first).eligible
-        n = release.total[0]
+        n = release_wave(respondents.get(wave.id, []), params, ctx.threshold, _first).total[0]
         out.append(
             WaveQuestions(
                 wave_id=wave.id,

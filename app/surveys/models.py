@@ -119,6 +119,26 @@ class Invitation(Base):
     answered: Mapped[bool] = mapped_column(default=False)
 
 
+class WaveSegment(Base):
+    """How many people of each segment combination a wave invited, written when it
+    opens (the audience is frozen then). Reports list a wave's groups from here, so a
+    group with no answers still appears, suppressed: listing only groups that answered
+    would tell that someone in a small team did. A few rows per wave, read without
+    touching the invitations."""
+
+    __tablename__ = "wave_segment"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    wave_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("wave.id", ondelete="CASCADE"), index=True
+    )
+    team: Mapped[str | None] = mapped_column(String(200))
+    department: Mapped[str | None] = mapped_column(String(200))
+    manager_id: Mapped[uuid.UUID | None]
+    attributes: Mapped[dict[str, Any]]
+    invited: Mapped[int]
+
+
 class Response(Base):
     __tablename__ = "response"
     __table_args__ = (

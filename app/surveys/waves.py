@@ -46,7 +46,7 @@ from app.notifications.schemas import DeliveryCounts
 from app.scheduling import recurrence
 from app.surveys import links
 from app.surveys import service as survey_service
-from app.surveys.models import Invitation, Survey, Wave
+from app.surveys.models import Invitation, Survey, Wave, WaveSegment
 from app.surveys.schemas import WaveRead
 
 log = logging.getLogger("pulse.waves")
@@ -117,11 +117,34 @@ async def open_wave(
         return None
     invited = await _invite_audience(session, survey, wave_id, settings)
     await session.execute(update(Wave).where(Wave.id == wave_id).values(invited=invited))
+    await record_segments(session, wave_id)
     log.info(
         "wave opened",
         extra={"wave_id": str(wave_id), "survey_id": str(survey.id), "invited": invited},
     )
     return wave_id
+
+
+async def record_segments(session: AsyncSession, wave_id: uuid.UUID) -> None:
+    """Write the wave's segment census (WaveSegment) from its invitations: one
+    statement, a row per distinct combination of segments."""
+    columns = (
+        Invitation.wave_id,
+        Invitation.team,
+        Invitation.department,
+        Invitation.manager_id,
+        Invitation.attributes,
+    )
+    census = (
+        select(*columns, func.count())
+        .where(Invitation.wave_id == wave_id)
+        .group_by(*columns)
+    )
+    await session.execute(
+        insert(WaveSegment).from_select(
+            ["wave_id", "team", "department", "manager_id", "attributes", "invited"], census
+        )
+    )
 
 
 async def _invite_audience(

@@ -17,6 +17,7 @@ from sqlalchemy import insert, update
 from app.core.db import Database, new_id
 from app.employees.models import Employee
 from app.organizations.models import Organization
+from app.surveys import waves
 from app.surveys.models import Answer, Invitation, Response, Survey, Wave
 
 OPTIONS = [{"key": k, "label": k.title()} for k in ("laptop", "phone", "desk")]
@@ -268,6 +269,7 @@ class Factory:
                 )
             )
             await session.execute(insert(Invitation), invitations)
+            await waves.record_segments(session, wave_id)
             if responses:
                 await session.execute(insert(Response), responses)
             if answers:

@@ -321,6 +321,8 @@ async def test_the_strictest_threshold_applies_across_surveys(
 async def test_participation_of_a_small_group_is_suppressed(
     client: httpx.AsyncClient, org: Org, factory: Factory
 ) -> None:
+    """While a wave is open only participation shows it, and a group's size is who was
+    invited."""
     survey = await factory.survey(min_group_size=5)
     await factory.wave(
         survey,
@@ -332,6 +334,8 @@ async def test_participation_of_a_small_group_is_suppressed(
             *people(28, team="Sales", answered=False),
             *people(20, team="Ops"),
         ],
+        status="open",
+        closes_at=at(12, 31),
     )
     body = await report(client, org, "participation", group_by="team", **WHOLE_2027)
     rows = {r["group"]: r for r in body["series"]}
@@ -344,6 +348,96 @@ async def test_participation_of_a_small_group_is_suppressed(
     filtered = await report(client, org, "participation", team="People", **WHOLE_2027)
     assert filtered["overall"]["suppressed"] is True
     assert filtered["overall"]["response_rate"] is None
+
+
+async def test_no_report_splits_a_group_another_report_hides(
+    client: httpx.AsyncClient, org: Org, factory: Factory
+) -> None:
+    """Participation hides by invitees and eNPS by answers: if each decided alone,
+    participation would show W's 2 respondents while eNPS hides W with Small, and
+    overall − shown − W would give Small's count (40 − 25 − 9 − 2 = 4 of 4: all of
+    Small answered)."""
+    survey = await factory.survey(min_group_size=5)
+    await factory.wave(
+        survey,
+        at(1, 4),
+        [
+            *people(4, team="Small"),
+            *people(9, team="Y"),
+            *people(1, team="Y", answered=False),
+            *people(2, team="W"),
+            *people(10, team="W", answered=False),
+            *people(25, team="Z"),
+            *people(5, team="Z", answered=False),
+        ],
+    )
+    enps = await report(client, org, "enps", group_by="team", **WHOLE_2027)
+    participation = await report(client, org, "participation", group_by="team", **WHOLE_2027)
+    enps_hidden = {r["group"] for r in enps["series"] if r["suppressed"]}
+    shown = {r["group"]: r for r in participation["series"] if not r["suppressed"]}
+    assert enps_hidden == {"Small", "W"}
+    assert not enps_hidden & shown.keys(), "participation shows a group eNPS hides"
+    # What both reports give away together is the hidden groups' sum, never one of them.
+    hidden_responded = participation["overall"]["responded"] - sum(
+        r["responded"] for r in shown.values()
+    )
+    hidden_by_enps = enps["overall"]["responses"] - sum(
+        r["responses"] for r in enps["series"] if not r["suppressed"]
+    )
+    assert hidden_responded >= 6
+    assert hidden_by_enps == 6
+    for team in ("Small", "W"):
+        questions = await report(client, org, "questions", team=team, **WHOLE_2027)
+        assert [w["suppressed"] for w in questions["waves"]] == [True]
+
+
+async def test_a_group_that_gave_no_answers_is_listed_like_one_that_gave_a_few(
+    client: httpx.AsyncClient, org: Org, factory: Factory
+) -> None:
+    """Listing only groups that answered would tell, month by month, whether the one
+    person in Legal did."""
+    survey = await factory.survey(min_group_size=5)
+    for month, legal_answers in ((1, True), (2, False)):
+        await factory.wave(
+            survey,
+            at(month, 4),
+            [
+                *people(1, team="Legal", answered=legal_answers),
+                *people(12, team="Sales"),
+                *people(3, team="Ops"),
+            ],
+        )
+    body = await report(client, org, "enps", group_by="team", **WHOLE_2027)
+    legal = [r for r in body["series"] if r["group"] == "Legal"]
+    assert [r["period_start"] for r in legal] == ["2027-01-01", "2027-02-01"]
+    assert all(r["suppressed"] and r["responses"] is None for r in legal)
+    for month in ("2027-01", "2027-02"):
+        window = {"from": f"{month}-01", "to": f"{month}-28"}
+        filtered = await report(client, org, "enps", team="Legal", **window)
+        assert filtered["overall"]["suppressed"] is True
+        assert filtered["overall"]["responses"] is None
+
+
+async def test_questions_report_hides_a_team_whose_enps_answers_are_too_few(
+    client: httpx.AsyncClient, org: Org, factory: Factory
+) -> None:
+    """Six people in C answered, four of them the (optional) eNPS: the eNPS report
+    hides C, so the questions report must not show C's eNPS distribution either."""
+    survey = await factory.survey(min_group_size=5)
+    await factory.wave(
+        survey,
+        at(1, 4),
+        [
+            *people(6, team="C", enps=[0, 0, 0, 0, None, None]),
+            *people(12, team="B"),
+            *people(15, team="A"),
+        ],
+    )
+    trend = await report(client, org, "enps", group_by="team", **WHOLE_2027)
+    assert {r["group"] for r in trend["series"] if r["suppressed"]} >= {"C"}
+    questions = await report(client, org, "questions", team="C", **WHOLE_2027)
+    assert [w["suppressed"] for w in questions["waves"]] == [True]
+    assert questions["waves"][0]["questions"] == []
 
 
 # --- comments ---------------------------------------------------------------------------

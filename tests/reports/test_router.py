@@ -512,7 +512,7 @@ async def test_csv_writes_booleans_as_in_json_and_defuses_formula_comments(
     client: httpx.AsyncClient, org: Org, factory: Factory
 ) -> None:
     survey = await factory.survey(min_group_size=3, comment_min_group_size=3)
-    texts = ["=HYPERLINK(\"http://evil.example\",\"x\")", "+1 more", "@here", "fine", "ok"]
+    texts = ['=HYPERLINK("http://evil.example","x")', "+1 more", "@here", "fine", "ok"]
     await factory.wave(
         survey, datetime(2027, 1, 4, 9, tzinfo=UTC), people(5, comment=texts, team="Ops")
     )
