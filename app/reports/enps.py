@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Literal
 
 Z95 = 1.96
@@ -74,17 +75,25 @@ def _adjusted(c: Counts) -> tuple[float, float]:
     return p - d, se
 
 
+def round_half_up(value: Fraction) -> float:
+    """One decimal, halves away from zero, as a spreadsheet's ROUND does: the plain eNPS
+    is an exact fraction, and HR checks it in Excel (Python's round() gives 6.2 for
+    6.25, where Excel shows 6.3)."""
+    tenths = math.floor(abs(value) * 10 + Fraction(1, 2))
+    return math.copysign(tenths / 10, value) if tenths else 0.0
+
+
 def score(c: Counts) -> Score | None:
     """The eNPS of some counts, or None when there are no responses."""
     if c.responses == 0:
         return None
-    plain = 100 * (c.promoters - c.detractors) / c.responses
+    plain = Fraction(100 * (c.promoters - c.detractors), c.responses)
     diff, se = _adjusted(c)
     margin = 100 * Z95 * se
     centre = 100 * diff
     return Score(
         responses=c.responses,
-        enps=round(plain, 1),
+        enps=round_half_up(plain),
         ci_low=round(max(-100.0, centre - margin), 1),
         ci_high=round(min(100.0, centre + margin), 1),
         margin_of_error=round(margin, 1),
@@ -113,12 +122,12 @@ def compare(before: Counts, after: Counts) -> Change | None:
     margin = 100 * Z95 * math.sqrt(se1**2 + se2**2)
     low, high = max(-200.0, diff - margin), min(200.0, diff + margin)
     return Change(
-        difference=round(100 * (_plain(after) - _plain(before)), 1),
+        difference=round_half_up(100 * (_plain(after) - _plain(before))),
         ci_low=round(low, 1),
         ci_high=round(high, 1),
         significant=low > 0 or high < 0,
     )
 
 
-def _plain(c: Counts) -> float:
-    return (c.promoters - c.detractors) / c.responses
+def _plain(c: Counts) -> Fraction:
+    return Fraction(c.promoters - c.detractors, c.responses)

@@ -492,8 +492,12 @@ class Tally:
     def ordered(self, labels: Mapping[Any, str]) -> list[tuple[PeriodKey, Any]]:
         return sorted(
             self.seen,
-            key=lambda k: (k[0][0], str(k[0][1]), k[1] is None, str(labels.get(k[1], k[1]))),
+            key=lambda k: (*_period_order(k[0]), k[1] is None, str(labels.get(k[1], k[1]))),
         )
+
+
+def _period_order(period: PeriodKey) -> tuple[date, str]:
+    return period[0], str(period[1])
 
 
 def _tally(
@@ -578,16 +582,20 @@ async def enps_report(session: AsyncSession, org_id: uuid.UUID, params: Params) 
     tally = _tally(rows, ctx, params, _enps_size)
     labels = await _group_labels(session, params.group_by, {g for _, g in tally.seen})
     series: list[EnpsRow] = []
-    previous: dict[Any, maths.Counts] = {}
+    # A change is from the group's row in the period just before, and only when that row
+    # is shown: across a hidden period it would compare with an older one unannounced.
+    periods = {p: i for i, p in enumerate(sorted({p for p, _ in tally.seen}, key=_period_order))}
+    previous: dict[Any, tuple[int, maths.Counts]] = {}
     for period, group in tally.ordered(labels):
         values = tally.sums.get((period, group))
         counts = maths.Counts(*values) if values is not None else maths.Counts(0, 0, 0)
         change = None
         if values is not None:
-            if group in previous:
-                ch = maths.compare(previous[group], counts)
+            index, before = previous.get(group, (-2, counts))
+            if index == periods[period] - 1:
+                ch = maths.compare(before, counts)
                 change = Change(**vars(ch)) if ch else None
-            previous[group] = counts
+            previous[group] = (periods[period], counts)
         series.append(
             EnpsRow(
                 period_start=period[0],

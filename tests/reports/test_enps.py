@@ -58,6 +58,22 @@ def test_hand_computed_interval() -> None:
     assert s.ci_high == round(min(100, 100 * (p - d) + 100 * 1.96 * se), 1)
 
 
+@pytest.mark.parametrize(
+    ("counts", "expected"),
+    [
+        (Counts(5, 7, 4), 6.3),  # 100 × 1/16 = 6.25: a spreadsheet shows 6.3
+        (Counts(4, 7, 5), -6.3),  # and -6.3, half away from zero
+        (Counts(1, 1, 1), 0.0),
+        (Counts(2, 0, 1), 33.3),  # 33.33…
+        (Counts(2, 1, 0), 66.7),  # 66.66…
+    ],
+)
+def test_enps_rounds_halves_as_a_spreadsheet_does(counts: Counts, expected: float) -> None:
+    s = score(counts)
+    assert s is not None
+    assert s.enps == expected
+
+
 def test_skipped_answers_count_nowhere() -> None:
     assert Counts.of([10, None, 3, None, 8]) == Counts(1, 1, 1)
 

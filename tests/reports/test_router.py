@@ -318,6 +318,26 @@ async def test_questions_report_gives_means_distributions_choices_and_shares(
     assert q["comment"]["comments_suppressed"] is False
 
 
+async def test_change_is_from_the_period_just_before_and_only_when_it_is_shown(
+    client: httpx.AsyncClient, org: Org, factory: Factory
+) -> None:
+    survey = await factory.survey(min_group_size=5)
+    scores = {1: [10] * 6 + [0] * 4, 2: [10] * 3, 3: [10] * 2 + [0] * 8, 4: [10] * 9 + [7]}
+    for month, enps in scores.items():
+        await factory.wave(
+            survey, datetime(2027, month, 1, 9, tzinfo=UTC), people(len(enps), enps=enps)
+        )
+    body = await get(client, "/v1/reports/enps", org.reports, **WHOLE_2027)
+    rows = {r["period_start"]: r for r in body["series"]}
+    assert rows["2027-01-01"]["change"] is None  # nothing before it
+    assert rows["2027-02-01"]["suppressed"] is True
+    assert rows["2027-03-01"]["change"] is None  # February is hidden: no silent skip to January
+    april = rows["2027-04-01"]["change"]
+    assert april["difference"] == 90.0 - (-60.0)
+    assert april["ci_low"] <= april["difference"] <= april["ci_high"]
+    assert april["significant"] is True
+
+
 async def test_comments_come_shuffled_the_same_way_on_every_request(
     client: httpx.AsyncClient, org: Org, factory: Factory
 ) -> None:
