@@ -14,7 +14,8 @@ What runs, per backend (SQLite file and/or PostgreSQL):
   100 teams in 10 departments (~417 per team and wave), each with one eNPS answer
   (kind 'enps', score 0-10 drawn around a per-team centre). The data is the same on
   both backends (a seeded generator). Invitations are not loaded: the eNPS report does
-  not read them.
+  not read them. It reads each wave's segment census (``wave_segment``), written here as
+  opening the wave would: a row per team with 500 invited.
 * Loading bypasses the app: SQLite through the ``sqlite3`` module (``executemany`` in
   one transaction, rows sorted by primary key since both tables are WITHOUT ROWID, the
   app's PRAGMAs plus a bigger page cache) in the formats SQLAlchemy writes (UUIDs as
@@ -231,7 +232,7 @@ async def seed(url: str) -> Seeded:
     from app.demo.surveys import QUESTIONS, RULE
     from app.organizations import service as organization_service
     from app.organizations.schemas import ApiKeyCreate
-    from app.surveys.models import Survey, Wave
+    from app.surveys.models import Survey, Wave, WaveSegment
 
     db = Database.from_url(url)
     try:
@@ -278,6 +279,20 @@ async def seed(url: str) -> Seeded:
                         invited=0,
                         created_at=utcnow(),
                     )
+                )
+                await session.execute(
+                    insert(WaveSegment),
+                    [
+                        {
+                            "wave_id": wave_id,
+                            "team": team_name(t),
+                            "department": department_name(t),
+                            "manager_id": None,
+                            "attributes": {},
+                            "invited": 500,
+                        }
+                        for t in range(TEAMS)
+                    ],
                 )
                 wave_ids.append(wave_id)
                 months.append(occurrence.astimezone(zone).date().replace(day=1))
