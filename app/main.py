@@ -67,6 +67,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker_task: asyncio.Task[None] | None = None
+        if owns_db:
+            await migrations.warn_if_pending(app.state.db.engine, settings.database_url)
         if with_worker:
             from app.scheduling.worker import run_forever
 

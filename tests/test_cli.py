@@ -67,6 +67,48 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path: Path) -> Non
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("secret", ["change-me", "pulse-development-secret-not-for-production"])
+def test_production_refuses_a_published_secret_key(tmp_path: Path, secret: str) -> None:
+    """Both keys are in the source code: links signed with them could be forged."""
+    result = run_pulse(
+        "migrate", cwd=tmp_path, env={"PULSE_ENV": "production", "PULSE_SECRET_KEY": secret}
+    )
+    assert result.returncode == 2
+    assert "PULSE_SECRET_KEY" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_serve_on_a_database_never_migrated_says_to_run_migrate(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [*PULSE, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=_env(tmp_path, {"PULSE_LOG_FORMAT": "text"}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        seen = ""
+        while "pulse migrate" not in seen and time.monotonic() < deadline:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            if not line and proc.poll() is not None:
+                break
+            seen += line
+        assert "never migrated: run pulse migrate" in seen, seen
+        while time.monotonic() < deadline:  # it still serves, and says it is not ready
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert ready.status_code == 503
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def test_keys_create_prints_a_working_key_alone_on_the_last_line(tmp_path: Path) -> None:
     assert run_pulse("migrate", cwd=tmp_path).returncode == 0
     result = run_pulse(

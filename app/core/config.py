@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import email.policy
 import functools
+import re
 import sqlite3
 from pathlib import Path
 from typing import Literal
@@ -10,10 +12,15 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 # The value `make run` would never write: refusing it outside development keeps a
 # copied example configuration from signing real links.
 INSECURE_SECRET_KEY = "change-me"
+# Signs links in development when no PULSE_SECRET_KEY is set, so `pulse serve` and
+# `pulse worker` agree; it is public (it is in this file), so production refuses it.
+DEVELOPMENT_SECRET_KEY = "pulse-development-secret-not-for-production"
+PUBLIC_SECRET_KEYS = (INSECURE_SECRET_KEY, DEVELOPMENT_SECRET_KEY)
 
 EMAIL_SCHEMES = ("smtp", "smtp+ssl", "smtp+starttls", "file", "console")
 
@@ -40,10 +47,44 @@ def normalize_database_url(url: str) -> str:
             )
         return f"sqlite+aiosqlite://{rest}"
     if scheme in ("postgres", "postgresql", "postgresql+asyncpg"):
-        return f"postgresql+asyncpg://{rest}"
+        return _asyncpg_query(f"postgresql+asyncpg://{rest}")
     raise ValueError(
         f"unsupported scheme {scheme!r}; use sqlite:///path or postgresql://user@host/db"
     )
+
+
+# asyncpg's names for libpq's sslmode values.
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# Query parameters that reach asyncpg.connect as keyword arguments and work as text.
+# (SQLAlchemy hands every other one over too, where asyncpg refuses it on each connect.)
+ASYNCPG_QUERY = ("ssl", "target_session_attrs", "host", "prepared_statement_cache_size")
+
+
+def _asyncpg_query(url: str) -> str:
+    """The URL with libpq's query parameters in asyncpg's terms: ``sslmode`` becomes
+    ``ssl``; one asyncpg cannot take (``application_name``, ``connect_timeout``) is a
+    ValueError naming it, at start-up rather than on every connection."""
+    parsed = make_url(url)
+    if not parsed.query:
+        return url
+    query: dict[str, str] = {}
+    for given, value in parsed.query.items():
+        if not isinstance(value, str):
+            raise ValueError(f"query parameter {given!r} is given more than once")
+        name = given
+        if name == "sslmode":
+            if "ssl" in parsed.query:
+                raise ValueError("give sslmode or ssl, not both")
+            name = "ssl"
+        elif name not in ASYNCPG_QUERY:
+            raise ValueError(
+                f"query parameter {name!r} is not supported by the PostgreSQL driver "
+                f"(asyncpg); supported: sslmode, {', '.join(ASYNCPG_QUERY)}"
+            )
+        if name == "ssl" and value not in SSL_MODES:
+            raise ValueError(f"{given} {value!r} is not one of {', '.join(SSL_MODES)}")
+        query[name] = value
+    return parsed.set(query=query).render_as_string(hide_password=False)
 
 
 def validate_email_url(url: str) -> str:
@@ -55,7 +96,7 @@ def validate_email_url(url: str) -> str:
         )
     if parts.scheme.startswith("smtp"):
         if not parts.hostname:
-            raise ValueError("an smtp URL needs a host, e.g. smtp://user:pass@mail.example.com:587")
+            raise ValueError("an smtp URL needs a host, e.g. smtp+starttls://user:pass@mail.example.com:587")
         try:
             parts.port  # noqa: B018 - raises ValueError on a non-numeric port
         except ValueError as exc:
@@ -63,6 +104,46 @@ def validate_email_url(url: str) -> str:
     if parts.scheme == "file" and not parts.path:
         raise ValueError("a file URL needs a folder, e.g. file:///var/spool/pulse")
     return url
+
+
+_DOMAIN = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+EMAIL_FROM_EXAMPLE = "e.g. Pulse <pulse@example.com>"
+
+
+def validate_email_from(value: str) -> str:
+    """Exactly one sender address, read by the parser that writes the From header, so
+    start-up accepts only what the envelope will carry: to that parser ``HR, Acme
+    <hr@example.com>`` is two addresses, the first being ``HR``, and every email went
+    out as ``MAIL FROM:<HR>``. Syntax only: a relay's own domain (``localhost``,
+    ``corp.internal``) is a fine sender."""
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"must be a single line, {EMAIL_FROM_EXAMPLE}")
+    header = email.policy.default.header_factory("From", value)
+    addresses = header.addresses
+    if len(addresses) > 1:
+        # An address without a domain is the left half of a display name split at its comma.
+        hint = (
+            ' (quote a display name that has a comma: "HR, Acme" <hr@example.com>)'
+            if any(not a.domain for a in addresses)
+            else ""
+        )
+        raise ValueError(
+            f"must be exactly one address, {EMAIL_FROM_EXAMPLE}; "
+            f"{value!r} holds {len(addresses)}{hint}"
+        )
+    address = addresses[0] if addresses else None
+    if (
+        address is None
+        or header.defects
+        or any(group.display_name is not None for group in header.groups)
+        or not address.username
+        or not address.addr_spec.isascii()
+        or not _DOMAIN.fullmatch(address.domain)
+    ):
+        raise ValueError(f"{value!r} is not an email address, {EMAIL_FROM_EXAMPLE}")
+    return value
 
 
 class Settings(BaseSettings):
@@ -98,6 +179,16 @@ class Settings(BaseSettings):
     def _database_url(cls, value: str) -> str:
         return normalize_database_url(value)
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("email_from")
+    @classmethod
+    def _email_from(cls, value: str) -> str:
+        return validate_email_from(value)
+
     @field_validator("email_url")
     @classmethod
     def _email_url(cls, value: str) -> str:
@@ -115,7 +206,7 @@ class Settings(BaseSettings):
     def _secret_outside_development(self) -> Settings:
         if self.env != "development":
             secret = self.secret_key.get_secret_value() if self.secret_key else ""
-            if len(secret) < 32 or secret == INSECURE_SECRET_KEY:
+            if len(secret) < 32 or secret in PUBLIC_SECRET_KEYS:
                 raise ValueError(
                     "PULSE_SECRET_KEY must be set to at least 32 random characters outside "
                     "development (python -c 'import secrets; print(secrets.token_urlsafe(32))')"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Sequence
@@ -14,10 +15,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import Scope
+
+from app.core.logging import mask_path
 
 log = logging.getLogger("pulse.errors")
 
 PROBLEM_JSON = "application/problem+json"
+
+TOO_DEEP = "JSON is nested too deeply"
 
 
 class FieldError(BaseModel):
@@ -89,6 +95,21 @@ class Unprocessable(PulseError):
         return cls(f"{name}: {msg}", errors=[{"loc": list(loc), "msg": msg}])
 
 
+class ProblemJSONResponse(JSONResponse):
+    media_type = PROBLEM_JSON
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            # Text decoded from a client's lone surrogate escape (``\ud800``) has no UTF-8
+            # form; escaped as ``\uXXXX`` it is still valid JSON, and the client still
+            # gets its error instead of a 500.
+            return json.dumps(
+                content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
+            ).encode("ascii")
+
+
 def problem_response(
     status: int,
     detail: str,
@@ -110,7 +131,7 @@ def problem_response(
         body["errors"] = list(errors)
     if request_id:
         body["request_id"] = request_id
-    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+    return ProblemJSONResponse(body, status_code=status, headers=headers)
 
 
 def _request_id(request: Request) -> str | None:
@@ -153,21 +174,26 @@ def _summary(errors: list[dict[str, Any]]) -> str:
 _PROBED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
 
+def route_answers(scope: Scope, method: str) -> bool:
+    """Whether some route (included routers too) takes this path with ``method``, probed
+    the way the router itself would match it."""
+    router = getattr(scope.get("app"), "router", None)
+    if router is None:
+        return False
+    probe = {**scope, "method": method}
+    return any(route.matches(probe)[0] == Match.FULL for route in router.routes)
+
+
 def _allowed_methods(request: Request) -> str | None:
     """Every method the path answers to, for a 405's ``Allow`` header.
 
     The router stops at the first route whose path matches, so on its own it lists only
     that route's methods (``GET`` for ``/v1/organization``, hiding ``PATCH``); RFC 9110
-    §15.5.6 asks for the resource's full set. Each method is probed against the routes
-    (included routers too) the way the router itself would match it."""
-    allowed = [
-        method
-        for method in _PROBED_METHODS
-        if any(
-            route.matches({**request.scope, "method": method})[0] == Match.FULL
-            for route in request.app.router.routes
-        )
-    ]
+    §15.5.6 asks for the resource's full set. HEAD goes wherever GET does: the request
+    context middleware answers it from the GET route."""
+    allowed = [method for method in _PROBED_METHODS if route_answers(request.scope, method)]
+    if "GET" in allowed and "HEAD" not in allowed:
+        allowed.insert(allowed.index("GET") + 1, "HEAD")
     return ", ".join(allowed) if allowed else None
 
 
@@ -198,6 +224,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, RecursionError):
+            # FastAPI's JSON parsing gave up on the nesting: the same answer as the NUL and
+            # surrogate check gives when its own parse does.
+            return await _pulse_error(request, Unprocessable.field(["body"], TOO_DEEP))
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         headers = dict(exc.headers) if exc.headers else {}
         if exc.status_code == 404 and detail == "Not Found":
@@ -207,7 +237,7 @@ def install_error_handlers(app: FastAPI) -> None:
             if allowed:
                 headers["Allow"] = allowed
             if detail == "Method Not Allowed":
-                detail = f"{request.method} is not allowed on {request.url.path}"
+                detail = f"{request.method} is not allowed on {mask_path(request.url.path)}"
         return problem_response(
             exc.status_code,
             detail,

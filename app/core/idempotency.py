@@ -8,7 +8,12 @@ Keys are scoped to the caller's credentials, so two clients never collide.
 Not stored, so a retry runs again: a 5xx (the client may retry it for real); a 401
 (nobody was identified, and anyone could otherwise fill this table with forged keys);
 an answer marked ``Cache-Control: no-store``, such as a new API key's secret, which must
-neither sit in this table for a day nor be handed out twice."""
+neither sit in this table for a day nor be handed out twice.
+
+This layer runs before routing, so it cannot tell a good API key from a revoked one. An
+answer first given to an authenticated caller is therefore replayed only once the app
+has authenticated the retry (authentication calls ``caller_authenticated``): a revoked
+or unknown key gets its 401, never the stored answer."""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from typing import Any
 from sqlalchemy import LargeBinary, String, UniqueConstraint, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.db import Base, Database, new_id, utcnow
@@ -31,6 +37,31 @@ log = logging.getLogger("pulse.idempotency")
 # A request still "processing" after this long is taken to have died with its worker.
 PROCESSING_LEASE = timedelta(seconds=60)
 
+# Record states: DONE answers are replayed at once (the route asked for no credentials);
+# DONE_AUTHENTICATED ones only after the retry passes authentication again.
+PROCESSING, DONE, DONE_AUTHENTICATED = "processing", "done", "done_auth"
+
+# Request state: the app authenticated this request; a stored answer awaits that.
+_AUTHENTICATED = "idempotency_authenticated"
+_REPLAY_AWAITS_AUTH = "idempotency_replay_awaits_auth"
+
+
+class _AuthenticatedReplay(BaseException):
+    """Stops a retried request right after authentication, before the endpoint runs
+    again; the middleware answers with the stored response instead. A BaseException, so
+    no ``except Exception`` on the way (an error handler, the session's rollback) can
+    turn it into an error answer."""
+
+
+def caller_authenticated(request: Request) -> None:
+    """Authentication calls this once it has accepted the request's API key: the answer
+    is then stored for replay only to callers who authenticate too, and a retry whose
+    answer is already stored gets it now instead of running the endpoint twice."""
+    state = request.scope.setdefault("state", {})
+    state[_AUTHENTICATED] = True
+    if state.get(_REPLAY_AWAITS_AUTH):
+        raise _AuthenticatedReplay
+
 
 class IdempotencyRecord(Base):
     __tablename__ = "idempotency_record"
@@ -40,7 +71,7 @@ class IdempotencyRecord(Base):
     scope_hash: Mapped[str] = mapped_column(String(64))
     key: Mapped[str] = mapped_column(String(255))
     fingerprint: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16))  # processing | done
+    status: Mapped[str] = mapped_column(String(16))  # PROCESSING, DONE, DONE_AUTHENTICATED
     response_status: Mapped[int | None]
     response_headers: Mapped[dict[str, Any] | None]
     response_body: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -114,6 +145,9 @@ class IdempotencyMiddleware:
         )
         db: Database = self.get_db()
         claimed = await self._claim(db, scope_hash, key, fingerprint, rid)
+        if isinstance(claimed, _Replay) and claimed.record.status == DONE_AUTHENTICATED:
+            await self._replay_after_authentication(scope, receive, send, claimed)
+            return
         if claimed is not True:
             await claimed(scope, receive, send)
             return
@@ -140,17 +174,30 @@ class IdempotencyMiddleware:
             await self._release(db, scope_hash, key)
             return
         kept = {k.decode(): v.decode("latin-1") for k, v in resp_headers if k in _REPLAYED_HEADERS}
+        authenticated = scope.get("state", {}).get(_AUTHENTICATED, False)
         async with db.sessionmaker() as session, session.begin():
             await session.execute(
                 update(IdempotencyRecord)
                 .where(IdempotencyRecord.scope_hash == scope_hash, IdempotencyRecord.key == key)
                 .values(
-                    status="done",
+                    status=DONE_AUTHENTICATED if authenticated else DONE,
                     response_status=status,
                     response_headers=kept,
                     response_body=b"".join(chunks),
                 )
             )
+
+    async def _replay_after_authentication(
+        self, scope: Scope, receive: Receive, send: Send, replay: _Replay
+    ) -> None:
+        """Run the retry through the app as far as authentication: a key the app refuses
+        gets the app's own answer (401), an accepted one the stored answer. Nothing here
+        is stored or released: the record keeps the first answer."""
+        scope.setdefault("state", {})[_REPLAY_AWAITS_AUTH] = True
+        try:
+            await self.app(scope, receive, send)
+        except _AuthenticatedReplay:
+            await replay(scope, receive, send)
 
     async def _claim(
         self, db: Database, scope_hash: str, key: str, fingerprint: str, rid: str | None
@@ -166,7 +213,7 @@ class IdempotencyMiddleware:
                         IdempotencyRecord.key == key,
                         (IdempotencyRecord.expires_at < now)
                         | (
-                            (IdempotencyRecord.status == "processing")
+                            (IdempotencyRecord.status == PROCESSING)
                             & (IdempotencyRecord.created_at < now - PROCESSING_LEASE)
                         ),
                     )
@@ -178,7 +225,7 @@ class IdempotencyMiddleware:
                             scope_hash=scope_hash,
                             key=key,
                             fingerprint=fingerprint,
-                            status="processing",
+                            status=PROCESSING,
                             created_at=now,
                             expires_at=now + self.ttl,
                         )
@@ -214,7 +261,7 @@ class IdempotencyMiddleware:
                     }
                 ],
             )
-        if existing.status != "done":
+        if existing.status not in (DONE, DONE_AUTHENTICATED):
             return problem_response(
                 409,
                 "Idempotency-Key: a request with this key is still being processed",

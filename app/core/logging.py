@@ -30,7 +30,9 @@ def _request_id(record: logging.LogRecord) -> str | None:
     return rid if isinstance(rid, str) and rid else request_id_var.get()
 
 
-_RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+# uvicorn's records carry ``color_message``, the message again with ANSI colour codes;
+# in a JSON line it is only noise (and escape sequences) for whatever reads the logs.
+_RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime", "color_message"}
 
 
 class JSONFormatter(logging.Formatter):

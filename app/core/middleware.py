@@ -11,7 +11,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import problem_response
+from app.core.errors import problem_response, route_answers
 from app.core.logging import mask_path, request_id_var
 
 access_log = logging.getLogger("pulse.access")
@@ -58,7 +58,10 @@ def _route_template(scope: Scope) -> str:
 
 class RequestContextMiddleware:
     """Outermost layer: gives each request an id, logs it, counts it, and turns any
-    exception that escaped everything else into a problem+json 500 without internals."""
+    exception that escaped everything else into a problem+json 500 without internals.
+
+    It also answers HEAD wherever GET is routed (RFC 9110 §9.3.2: the same status and
+    headers, no body); FastAPI's routes list GET alone, and uptime checkers send HEAD."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -75,6 +78,10 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
         response_started = False
+        # The server keeps its own scope (it must still know this was a HEAD); the app
+        # gets a copy that says GET.
+        head_as_get = _serve_head_as_get(scope)
+        app_scope: Scope = {**scope, "method": "GET"} if head_as_get else scope
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status, response_started
@@ -86,10 +93,12 @@ class RequestContextMiddleware:
                     *message["headers"],
                     (b"x-request-id", rid.encode()),
                 ]
+            elif head_as_get and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             await send(message)
 
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(app_scope, receive, send_wrapper)
         except Exception:
             # The id rides on the record itself: a handler that formats it later (a queue,
             # pytest's caplog) no longer sees the request's context variable.
@@ -106,7 +115,7 @@ class RequestContextMiddleware:
                 await response(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
-            route = _route_template(scope)
+            route = _route_template(app_scope)
             method = _method_label(scope["method"])
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.latency.labels(method, route).observe(elapsed)
@@ -123,6 +132,15 @@ class RequestContextMiddleware:
                 },
             )
             request_id_var.reset(token)
+
+
+def _serve_head_as_get(scope: Scope) -> bool:
+    """A HEAD that no route takes itself but a GET route would."""
+    return (
+        scope["method"] == "HEAD"
+        and not route_answers(scope, "HEAD")
+        and route_answers(scope, "GET")
+    )
 
 
 class BodyLimitMiddleware:
@@ -176,7 +194,7 @@ class BodyLimitMiddleware:
     async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = problem_response(
             413,
-            f"request body exceeds the limit of {limit} bytes for {scope['path']}",
+            f"request body exceeds the limit of {limit} bytes for {mask_path(scope['path'])}",
             code="payload_too_large",
             request_id=scope.get("state", {}).get("request_id"),
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -9,6 +11,11 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+log = logging.getLogger("pulse.migrations")
+
+# How long start-up waits for the check; an unreachable database is /readyz's to report.
+STARTUP_CHECK_SECONDS = 10.0
 
 
 def migrations_dir() -> Path:
@@ -63,3 +70,24 @@ async def pending(engine: AsyncEngine, database_url: str) -> str | None:
 async def current_revisions(engine: AsyncEngine) -> set[str]:
     async with engine.connect() as conn:
         return set(await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_heads()))
+
+
+async def warn_if_pending(engine: AsyncEngine | None, database_url: str) -> str | None:
+    """Log at start-up why API calls will fail until the schema is migrated, and return
+    it. On a never-migrated database every call answers 500 and only /readyz says why;
+    the operator starting the server should read it at once. Never raises: serving goes
+    on either way."""
+    if engine is None:  # a test's Database on one connection, built by the migrations
+        return None
+    try:
+        async with asyncio.timeout(STARTUP_CHECK_SECONDS):
+            if await current_revisions(engine):
+                problem = await pending(engine, database_url)
+            else:
+                problem = "the database was never migrated: run pulse migrate"
+    except Exception as exc:
+        log.warning("could not check the database's migrations: %s", exc.__class__.__name__)
+        return None
+    if problem is not None:
+        log.warning("%s; until then API calls fail", problem)
+    return problem

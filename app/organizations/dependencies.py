@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core import idempotency
 from app.core.db import get_session
 from app.core.errors import Forbidden, Unauthorized
 from app.organizations import service
@@ -38,6 +39,7 @@ async def current_principal(
             code="invalid_api_key",
         )
     request.state.principal = principal
+    idempotency.caller_authenticated(request)
     return principal
 
 

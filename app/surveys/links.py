@@ -15,14 +15,12 @@ import logging
 import os
 import uuid
 
-from app.core.config import Settings
+from app.core.config import DEVELOPMENT_SECRET_KEY, Settings
 from app.core.db import new_id
 
 log = logging.getLogger("pulse.links")
 
-# Used only in development when no PULSE_SECRET_KEY is set (production refuses to start
-# without one), so `pulse serve` and `pulse worker` still agree on links.
-DEVELOPMENT_SECRET = "pulse-development-secret-not-for-production"
+DEVELOPMENT_SECRET = DEVELOPMENT_SECRET_KEY  # production refuses it (app/core/config.py)
 SALT_BYTES = 16
 TOKEN_LENGTH = 43  # 32 bytes, base64url without padding
 

@@ -239,3 +239,61 @@ async def test_retry_while_the_first_request_runs_is_a_conflict(
     assert done.status_code == 200
     assert after.headers["idempotent-replayed"] == "true"
     assert after.json() == {"done": "yes"}
+
+
+async def new_admin_key(client: httpx.AsyncClient, org: Org) -> tuple[str, dict[str, str]]:
+    """A second admin key of ``org``: its id, and headers that use it."""
+    response = await client.post(
+        "/v1/api-keys", json={"name": "deploy", "scope": "admin"}, headers=org.admin
+    )
+    assert response.status_code == 201, response.text
+    created = response.json()
+    return created["id"], {"Authorization": f"Bearer {created['key']}"}
+
+
+async def test_revoked_key_gets_401_not_the_stored_answer(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    key_id, auth = await new_admin_key(client, org)
+    headers = {**auth, "Idempotency-Key": "create-lena-revoked"}
+    first = await client.post("/v1/employees", json=LENA, headers=headers)
+    assert first.status_code == 201, first.text
+    revoked = await client.delete(f"/v1/api-keys/{key_id}", headers=org.admin)
+    assert revoked.status_code in (200, 204), revoked.text
+
+    retry = await client.post("/v1/employees", json=LENA, headers=headers)
+    problem = assert_problem(retry, 401)
+    assert problem["code"] == "invalid_api_key"
+    assert retry.headers["www-authenticate"].startswith("Bearer")
+    assert "idempotent-replayed" not in retry.headers
+    assert "lena.berg@example.com" not in retry.text
+
+
+async def test_replay_after_authentication_runs_the_endpoint_once(
+    client: httpx.AsyncClient, org: Org, db: Database
+) -> None:
+    """The retry is authenticated by the app, then answered from the store: one
+    employee, the same body, and the record kept for the next retry."""
+    headers = {**org.admin, "Idempotency-Key": "create-lena-auth"}
+    first = await client.post("/v1/employees", json=LENA, headers=headers)
+    for _ in range(2):
+        again = await client.post("/v1/employees", json=LENA, headers=headers)
+        assert again.status_code == 201
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.content == first.content
+    assert await employee_emails(client, org) == ["lena.berg@example.com"]
+    async with db.sessionmaker() as session:
+        count = await session.scalar(select(func.count()).select_from(IdempotencyRecord))
+    assert count == 1
+
+
+async def test_wrong_scope_retry_is_refused_after_authentication(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    headers = {**org.reports, "Idempotency-Key": "reports-key-1"}
+    first = await client.post("/v1/employees", json=LENA, headers=headers)
+    second = await client.post("/v1/employees", json=LENA, headers=headers)
+    assert_problem(first, 403)
+    assert second.status_code == 403
+    assert second.content == first.content
+    assert await employee_emails(client, org) == []

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from app.core.logging import JSONFormatter, TextFormatter, mask_path, request_id_var
+from tests.live import free_port
+from tests.test_cli import PULSE, _env
 
 
 @pytest.mark.parametrize(
@@ -67,3 +71,43 @@ def test_request_id_stamped_on_the_record_survives_leaving_the_request() -> None
     record = _record(request_id="req-87654321")
     assert json.loads(JSONFormatter().format(record))["request_id"] == "req-87654321"
     assert TextFormatter("%(message)s").format(record).endswith("[req-87654321]")
+
+
+def test_json_log_lines_leave_out_uvicorn_s_colour_copy() -> None:
+    record = logging.makeLogRecord(
+        {
+            "name": "uvicorn.error",
+            "levelname": "INFO",
+            "msg": "Started server process [%d]",
+            "args": (42,),
+            "color_message": "Started server process [\x1b[36m%d\x1b[0m]",
+        }
+    )
+    line = JSONFormatter().format(record)
+    assert "color_message" not in json.loads(line)
+    assert "\x1b" not in line
+    assert "\\u001b" not in line
+
+
+def test_serve_logs_json_lines_without_colour_codes(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [*PULSE, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=_env(tmp_path, {"PULSE_LOG_FORMAT": "json"}),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines: list[str] = []
+        while not any("Uvicorn running" in line for line in lines):
+            line = proc.stderr.readline()  # type: ignore[union-attr]
+            assert line, "".join(lines)
+            lines.append(line)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    for line in lines:
+        assert "\x1b" not in line, line
+        assert "\\u001b" not in line, line
+        assert "color_message" not in json.loads(line), line
