@@ -5,6 +5,8 @@ raising, so the sender can record each message and go on with the next."""
 
 from __future__ import annotations
 
+import email.policy
+import ipaddress
 import logging
 import os
 import sys
@@ -40,18 +42,27 @@ class Backend(Protocol):
     def connect(self) -> AbstractAsyncContextManager[Connection]: ...
 
 
+CLEARTEXT_REFUSED = (
+    "server offers no STARTTLS; refusing to send the password in clear; "
+    "use smtp+ssl:// or a server with STARTTLS"
+)
+
+
 def backend_from_url(
     url: str, *, timeout: float = 30.0
 ) -> SMTPBackend | FileBackend | ConsoleBackend:
+    """``smtp+ssl://`` is TLS from the start and ``smtp+starttls://`` insists on STARTTLS;
+    plain ``smtp://`` upgrades whenever the server offers STARTTLS."""
     parts = urlsplit(url)
     if parts.scheme.startswith("smtp"):
+        start_tls = {"smtp+starttls": True, "smtp+ssl": False}.get(parts.scheme)
         return SMTPBackend(
             hostname=parts.hostname or "localhost",
             port=parts.port,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             use_tls=parts.scheme == "smtp+ssl",
-            start_tls=parts.scheme == "smtp+starttls",
+            start_tls=start_tls,
             timeout=timeout,
         )
     if parts.scheme == "file":
@@ -68,6 +79,21 @@ def _classify(code: int, text: str) -> SendResult:
     return SendResult("permanent" if 500 <= code < 600 else "temporary", reply)
 
 
+def is_loopback(hostname: str) -> bool:
+    """Whether traffic to this host stays on the machine (a local relay)."""
+    name = hostname.rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class CleartextLoginRefused(aiosmtplib.SMTPException):
+    """The URL has credentials and the session to a remote server is not encrypted."""
+
+
 def _unreachable(exc: Exception) -> SendResult:
     """No session with the server (refused, timed out, bad greeting, login refused).
 
@@ -78,13 +104,19 @@ def _unreachable(exc: Exception) -> SendResult:
     worker past its lease and stall its other steps)."""
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return SendResult("temporary", f"{exc.code} {exc.message}"[:500])
+    if isinstance(exc, CleartextLoginRefused):
+        return SendResult("temporary", str(exc))
     return SendResult("temporary", f"{exc.__class__.__name__}: {exc}"[:500])
 
 
 class SMTPBackend:
     """SMTP with one connection reused for a whole batch; a dropped connection is
     reopened for the next message, a server that cannot be reached is not tried again
-    until the next batch."""
+    until the next batch.
+
+    ``start_tls=None`` (plain ``smtp://``) upgrades when the server offers STARTTLS. A
+    password then goes only over TLS, except to a loopback relay, where it never leaves
+    the machine; without TLS the batch waits with ``CLEARTEXT_REFUSED`` as its reply."""
 
     def __init__(
         self,
@@ -94,7 +126,7 @@ class SMTPBackend:
         username: str | None,
         password: str | None,
         use_tls: bool,
-        start_tls: bool,
+        start_tls: bool | None,
         timeout: float,
     ) -> None:
         self.hostname = hostname
@@ -105,16 +137,43 @@ class SMTPBackend:
         self.start_tls = start_tls
         self.timeout = timeout
 
+    @property
+    def validate_certs(self) -> bool:
+        """Certificates are checked wherever checking protects something: whenever TLS
+        was asked for by name, and when an upgrade carries a password to a remote host.
+        An upgrade that carries no password is taken unchecked, as mail servers take
+        each other's: an attacker able to present a forged certificate could as well
+        strip the STARTTLS offer, so checking would not stop them, only the mail (to a
+        relay with a self-signed certificate, say), and a passive eavesdropper is kept
+        out either way."""
+        if self.use_tls or self.start_tls:
+            return True
+        return self.username is not None and not is_loopback(self.hostname)
+
     def _client(self) -> aiosmtplib.SMTP:
+        # No credentials here: aiosmtplib would log in right after connecting, before
+        # we could see whether the session is encrypted (see log_in).
         return aiosmtplib.SMTP(
             hostname=self.hostname,
             port=self.port,
-            username=self.username,
-            password=self.password,
             use_tls=self.use_tls,
             start_tls=self.start_tls,
+            validate_certs=self.validate_certs,
             timeout=self.timeout,
         )
+
+    async def log_in(self, client: aiosmtplib.SMTP) -> None:
+        """Log in if the URL has credentials, never sending them in clear off the machine.
+
+        A server that offers no STARTTLS (or a man in the middle who removed the offer)
+        gets no password; refusing is a temporary failure, so the messages wait for the
+        settings to be fixed."""
+        if self.username is None:
+            return
+        encrypted = client.get_transport_info("sslcontext") is not None
+        if not encrypted and not is_loopback(self.hostname):
+            raise CleartextLoginRefused(CLEARTEXT_REFUSED)
+        await client.login(self.username, self.password or "")
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[_SMTPConnection]:
@@ -136,6 +195,11 @@ class _SMTPConnection:
         if self.client is None or not self.client.is_connected:
             client = self.backend._client()
             await client.connect()
+            try:
+                await self.backend.log_in(client)
+            except BaseException:
+                client.close()
+                raise
             self.client = client
         return self.client
 
@@ -202,6 +266,23 @@ class _SMTPConnection:
         self.client = None
 
 
+def _flatten_policy(message: EmailMessage) -> email.policy.Policy:
+    """RFC 6532 (raw UTF-8 headers) when an address is not ASCII, as an SMTPUTF8 server
+    gets it: an RFC 2047 encoded word is not allowed inside an address, so the default
+    policy would write a ``To:`` no mail reader can parse. ASCII messages keep the
+    default, which every reader knows."""
+    addresses = [
+        a.addr_spec
+        for field in ("From", "To", "Cc", "Reply-To")
+        for header in message.get_all(field, [])
+        for a in getattr(header, "addresses", ())
+    ]
+    policy = message.policy
+    if all(a.isascii() for a in addresses) or not isinstance(policy, email.policy.EmailPolicy):
+        return policy
+    return policy.clone(utf8=True)
+
+
 class FileBackend:
     """One ``.eml`` file per message (the embedded default): open it in any mail client."""
 
@@ -225,12 +306,16 @@ class _FileConnection:
             # Written whole, then renamed: a reader never sees half a message.
             fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
             with os.fdopen(fd, "wb") as fh:
-                fh.write(message.as_bytes())
+                fh.write(message.as_bytes(policy=_flatten_policy(message)))
             os.replace(tmp, target)
         except OSError as exc:
-            return SendResult("temporary", f"{exc.__class__.__name__}: {exc}")
+            # An OSError's text names the server's folders; admins read this reply.
+            reason = exc.strerror or "not written"
+            return SendResult("temporary", f"{exc.__class__.__name__}: {reason}")
         log.info("email written", extra={"file": str(target), "kind": message["X-Pulse-Kind"]})
-        return SendResult("sent", f"written to {target}")
+        # The name alone: the reply is shown to admins through the API, and the server's
+        # folders are none of their business (the log above has the full path).
+        return SendResult("sent", f"written to {name}")
 
 
 class ConsoleBackend:
@@ -241,6 +326,6 @@ class ConsoleBackend:
 
 class _ConsoleConnection:
     async def send(self, message: EmailMessage) -> SendResult:
-        sys.stdout.write(message.as_string() + "\n")
+        sys.stdout.write(message.as_string(policy=_flatten_policy(message)) + "\n")
         sys.stdout.flush()
         return SendResult("sent", "printed to stdout")

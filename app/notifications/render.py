@@ -17,6 +17,7 @@ from email.utils import format_datetime, parseaddr
 from functools import cache
 from typing import Any
 
+import idna
 from jinja2 import Environment, PackageLoader, StrictUndefined, TemplateNotFound, select_autoescape
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -145,11 +146,27 @@ def message_id(dedupe_key: str, email_from: str) -> str:
     return f"<{digest}@{domain}>"
 
 
+def ascii_domain(domain: str) -> str:
+    """An internationalised domain as its IDNA A-labels (``bücher.example`` →
+    ``xn--bcher-kva.example``), so an ASCII mailbox there needs no SMTPUTF8 server and
+    its ``To:`` header is plain ASCII. IDNA 2008 with UTS 46 mapping, as the address
+    was validated (email-validator), not Python's IDNA 2003 codec, which turns ``ß``
+    into ``ss`` and so into someone else's domain. A name it refuses stays as it was."""
+    if domain.isascii():
+        return domain
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        return domain
+
+
 def build_message(rendered: Rendered, claimed: Claimed, settings: Settings) -> EmailMessage:
     msg = EmailMessage()
     msg["Subject"] = rendered.subject
     msg["From"] = settings.email_from
     local, _, domain = claimed.recipient.rpartition("@")
+    if local.isascii():
+        domain = ascii_domain(domain)
     # A name imported from a multi-line CSV cell may hold a line break, which a header
     # refuses; as a space it still reads right, and the message goes out.
     name = " ".join(claimed.recipient_name.split())
@@ -161,6 +178,16 @@ def build_message(rendered: Rendered, claimed: Claimed, settings: Settings) -> E
     msg.set_content(rendered.text)
     msg.add_alternative(rendered.html, subtype="html")
     for a in rendered.attachments:
+        if (a.maintype, a.subtype) == ("text", "calendar"):
+            # An invitation as Google Calendar sends one: the event is a third
+            # alternative, which Outlook and Gmail show as a meeting request with
+            # accept/decline (MS-OXCMAIL 2.1.3.3.8.2), and a plain invite.ics file for
+            # clients that only import attachments.
+            msg.add_alternative(a.content.decode(), subtype="calendar", params=a.params)
+            msg.add_attachment(
+                a.content, maintype="application", subtype="ics", filename=a.filename
+            )
+            continue
         msg.add_attachment(
             a.content, maintype=a.maintype, subtype=a.subtype, filename=a.filename, params=a.params
         )

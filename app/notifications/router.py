@@ -26,7 +26,8 @@ async def list_deliveries(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[DeliveryRead]:
-    """Emails by status (`?status=failed` for what needs attention), with the server's reply."""
+    """Emails by status (`?status=failed` for what needs attention), with the server's reply;
+    an anonymous survey's reminders come without their recipient (`recipient_hidden`)."""
     rows = await service.list_deliveries(
         session,
         principal.organization_id,
@@ -43,9 +44,7 @@ async def list_deliveries(
 )
 async def read_delivery(delivery_id: uuid.UUID, principal: Admin, session: Session) -> DeliveryRead:
     """One email's delivery record."""
-    return DeliveryRead.model_validate(
-        await service.get_delivery(session, principal.organization_id, delivery_id)
-    )
+    return await service.read_delivery(session, principal.organization_id, delivery_id)
 
 
 @router.post(
@@ -57,8 +56,7 @@ async def retry_delivery(
     delivery_id: uuid.UUID, principal: Admin, session: Session
 ) -> DeliveryRead:
     """Send a failed email again (it is rendered anew, with the same link)."""
-    message = await service.retry_delivery(session, principal.organization_id, delivery_id)
-    return DeliveryRead.model_validate(message)
+    return await service.retry_delivery(session, principal.organization_id, delivery_id)
 
 
 @router.post("/v1/deliveries/test", response_model=DeliveryRead, status_code=201)
@@ -66,5 +64,4 @@ async def send_test_email(
     body: TestEmailCreate, principal: Admin, session: Session
 ) -> DeliveryRead:
     """Queue a test email to check the email settings; watch it with GET /v1/deliveries/{id}."""
-    message = await service.queue_test_email(session, principal.organization_id, body)
-    return DeliveryRead.model_validate(message)
+    return await service.queue_test_email(session, principal.organization_id, body)

@@ -13,7 +13,8 @@ Status = Literal["pending", "sending", "sent", "failed", "cancelled"]
 
 
 class DeliveryRead(BaseModel):
-    """A queued or sent email as admins see it: never its text, link or token."""
+    """A queued or sent email as admins see it: never its text, link or token, and never
+    who a message of an anonymous survey singles out (``recipient_hidden``)."""
 
     model_config = ConfigDict(
         from_attributes=True,
@@ -23,6 +24,7 @@ class DeliveryRead(BaseModel):
                     "id": "0193b3c2-7d1e-7a4b-9c1d-2f3e4a5b6c7d",
                     "kind": "survey_invitation",
                     "recipient": "lena.berg@example.com",
+                    "recipient_hidden": False,
                     "status": "failed",
                     "attempts": 1,
                     "last_reply": "550 5.1.1 mailbox unavailable",
@@ -40,12 +42,21 @@ class DeliveryRead(BaseModel):
 
     id: uuid.UUID
     kind: str
-    recipient: str
+    recipient: str | None = Field(
+        description="The address; null when `recipient_hidden` is true.",
+    )
+    recipient_hidden: bool = Field(
+        default=False,
+        description="True for the reminders of an anonymous survey: reminders go only to "
+        "people who have not answered, so their addresses (and the invitation they are "
+        "about, and any address in the server's reply) would tell who did not answer. "
+        "Status, attempts and the rest of the reply stay, and a failed one can be retried.",
+    )
     status: Status
     attempts: int
     last_reply: str | None
     about_type: str | None
-    about_id: uuid.UUID | None
+    about_id: uuid.UUID | None = Field(description="Null when `recipient_hidden` is true.")
     group_id: uuid.UUID | None
     next_attempt_at: datetime
     sent_at: datetime | None

@@ -37,7 +37,7 @@ async def _context(session: AsyncSession, claimed: Claimed, settings: Settings) 
     if wave.status != "open":
         raise AboutGone("the wave has closed")
     if invitation.answered:
-        raise AboutGone("already answered")
+        raise AboutGone("no longer needed")
     if not active:
         raise AboutGone("the employee was deactivated")
     try:

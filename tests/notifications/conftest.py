@@ -1,11 +1,14 @@
 """Fixtures for the email tests: a real SMTP server per test, settings that point at it
-with retry delays short enough to wait out, and committed databases for the tests that
-need real concurrency (two senders, a killed worker)."""
+with retry delays short enough to wait out, committed databases for the tests that
+need real concurrency (two senders, a killed worker), and a certificate and a host
+name for the tests of a remote server's TLS."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -14,7 +17,14 @@ from app.core.config import Settings
 from app.core.db import Database
 from tests.conftest import make_settings
 from tests.databases import migrated_database
-from tests.notifications.smtp import SmtpServer, running_smtp_server
+from tests.notifications.smtp import (
+    Certificate,
+    SmtpServer,
+    running_smtp_server,
+    self_signed_certificate,
+)
+
+REMOTE_HOST = "smtp.example.test"
 
 
 @pytest.fixture
@@ -63,3 +73,32 @@ def postgres_url(tmp_path: Path) -> Iterator[str]:
     """A PostgreSQL database of its own; skips when no server is configured."""
     with migrated_database("postgresql", tmp_path) as url:
         yield url
+
+
+@pytest.fixture
+def remote_host(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A mail host name that leads to the test server on 127.0.0.1, as a provider's name
+    leads to theirs: by its name it is not loopback, so the rules for a remote server
+    (no password in clear) apply to it."""
+    resolve = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        return resolve("127.0.0.1" if host == REMOTE_HOST else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return REMOTE_HOST
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
+    """A self-signed certificate for REMOTE_HOST and 127.0.0.1."""
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"), REMOTE_HOST)
+
+
+@pytest.fixture
+def trusted_certificate(certificate: Certificate, monkeypatch: pytest.MonkeyPatch) -> Certificate:
+    """The test certificate as the only one the client trusts (OpenSSL reads
+    SSL_CERT_FILE whenever a default context is made), as a provider's certificate is
+    trusted through the system's store."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate.cert))
+    return certificate

@@ -3,14 +3,19 @@
 The test steers it between sends: answer RCPT or DATA with a 4xx or 5xx, drop the
 connection, fail every n-th message, or stop listening and come back on the same port.
 What it accepted is kept as raw bytes and parsed the way a mail client would, so the
-tests check the message the recipient gets, not the object we built."""
+tests check the message the recipient gets, not the object we built. Given a
+certificate it offers STARTTLS, and then, like a real server, takes a password only
+over TLS."""
 
 from __future__ import annotations
 
 import asyncio
 import email
 import email.policy
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -19,8 +24,10 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
+import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
@@ -31,10 +38,59 @@ DROP = "DROP"
 
 
 @dataclass(frozen=True)
+class Certificate:
+    """A self-signed server certificate and its key, as PEM files."""
+
+    cert: Path
+    key: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+
+def self_signed_certificate(folder: Path, hostname: str) -> Certificate:
+    """A certificate for ``hostname`` and 127.0.0.1 (openssl, as no Python package of
+    ours makes certificates); skips the test where openssl is missing."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = folder / "server.crt", folder / "server.key"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={hostname}",
+            "-addext",
+            f"subjectAltName=DNS:{hostname},IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return Certificate(cert, key)
+
+
+@dataclass(frozen=True)
 class Received:
     mail_from: str
     rcpt_tos: list[str]
     data: bytes
+    # whether the message came over a session upgraded by STARTTLS
+    tls: bool = False
 
     @property
     def message(self) -> EmailMessage:
@@ -71,6 +127,8 @@ class Handler:
         self.received: list[Received] = []
         self.data_commands = 0
         self.logins: list[tuple[str, str]] = []
+        # per login attempt: whether the session was encrypted when the password came
+        self.logins_over_tls: list[bool] = []
         # one client address per connection that tried to log in
         self.login_peers: set[object] = set()
 
@@ -99,7 +157,12 @@ class Handler:
                 return reply
             content = envelope.original_content or b""
             self.received.append(
-                Received(str(envelope.mail_from), list(envelope.rcpt_tos), bytes(content))
+                Received(
+                    str(envelope.mail_from),
+                    list(envelope.rcpt_tos),
+                    bytes(content),
+                    tls=session.ssl is not None,
+                )
             )
         return "250 2.0.0 queued"
 
@@ -115,11 +178,18 @@ def _drop(server: SMTP) -> str:
 class SmtpServer:
     """One port for the whole test, so a stopped server comes back where the sender looks."""
 
-    def __init__(self, *, smtputf8: bool = False, login: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        smtputf8: bool = False,
+        login: tuple[str, str] | None = None,
+        certificate: Certificate | None = None,
+    ) -> None:
         self.port = free_port()
         self.handler = Handler()
         self.smtputf8 = smtputf8
         self.login = login
+        self.certificate = certificate
         self._controller: Controller | None = None
 
     def _authenticate(
@@ -129,6 +199,7 @@ class SmtpServer:
         given = (data.login.decode(), data.password.decode())
         with self.handler.lock:
             self.handler.logins.append(given)
+            self.handler.logins_over_tls.append(session.ssl is not None)
             self.handler.login_peers.add(session.peer)
         # handled=False: aiosmtpd writes the 235 or 535 itself
         return AuthResult(success=given == self.login, handled=False)
@@ -143,17 +214,21 @@ class SmtpServer:
 
     def start(self) -> None:
         assert self._controller is None, "already running"
-        auth: dict[str, Any] = {}
+        options: dict[str, Any] = {}
+        if self.certificate is not None:
+            options["tls_context"] = self.certificate.server_context()
         if self.login is not None:
-            # Plain-text AUTH is fine on loopback; a real server would insist on TLS.
-            auth = {"authenticator": self._authenticate, "auth_require_tls": False}
+            # Without a certificate, plain-text AUTH stands in for a loopback relay; with
+            # one, AUTH is offered only after STARTTLS, as a real server does.
+            options["authenticator"] = self._authenticate
+            options["auth_require_tls"] = self.certificate is not None
         controller = Controller(
             self.handler,
             hostname="127.0.0.1",
             port=self.port,
             enable_SMTPUTF8=self.smtputf8,
             ready_timeout=10,
-            **auth,
+            **options,
         )
         controller.start()
         self._controller = controller
@@ -178,9 +253,12 @@ class SmtpServer:
 
 @contextmanager
 def running_smtp_server(
-    *, smtputf8: bool = False, login: tuple[str, str] | None = None
+    *,
+    smtputf8: bool = False,
+    login: tuple[str, str] | None = None,
+    certificate: Certificate | None = None,
 ) -> Iterator[SmtpServer]:
-    server = SmtpServer(smtputf8=smtputf8, login=login)
+    server = SmtpServer(smtputf8=smtputf8, login=login, certificate=certificate)
     server.start()
     try:
         yield server

@@ -90,10 +90,19 @@ async def test_batch_arrives_with_headers_bodies_and_attachment(
         assert "<strong>Acme</strong>" in html_body
         assert "<title>Pulse test message for Acme</title>" in html_body
 
+        # The event as Google Calendar sends one: a third alternative that Outlook and
+        # Gmail show as a meeting request, and the same event as an invite.ics file.
+        alternatives = next(p for p in msg.iter_parts() if p.is_multipart())
+        assert alternatives.get_content_type() == "multipart/alternative"
+        kinds = [p.get_content_type() for p in alternatives.iter_parts()]
+        assert kinds == ["text/plain", "text/html", "text/calendar"]
+        event = list(alternatives.iter_parts())[2]
+        assert event.get_param("method") == "REQUEST"
+        assert event.get_content_disposition() is None  # inline, not an attachment
+        assert event.get_payload(decode=True) == ics_for(key)
         (attachment,) = list(msg.iter_attachments())
         assert attachment.get_filename() == "invite.ics"
-        assert attachment.get_content_type() == "text/calendar"
-        assert attachment.get_param("method") == "REQUEST"
+        assert attachment.get_content_type() == "application/ics"
         assert attachment.get_payload(decode=True) == ics_for(key)
 
     for m in (await support.rows(db)).values():
