@@ -22,7 +22,9 @@ from app.core.db import new_id, utcnow
 from app.employees.models import Employee
 from app.scheduling import recurrence
 from app.surveys import links, waves
+from app.surveys import service as survey_service
 from app.surveys.models import Answer, Invitation, Response, Survey, Wave
+from app.surveys.schemas import Question, Schedule, SurveyCreate
 
 RULE = "FREQ=MONTHLY;BYDAY=1MO;BYHOUR=9;BYMINUTE=0"
 TIMEZONE = "Europe/London"
@@ -92,23 +94,23 @@ async def load_survey_history(
     rng = random.Random(2027)
     now = utcnow()
     starts_at = (now - timedelta(days=380)).replace(hour=0, minute=0, second=0, microsecond=0)
-    survey = Survey(
-        organization_id=org_id,
-        name="Monthly pulse",
-        status="active",
-        anonymous=True,
-        min_group_size=5,
-        comment_min_group_size=5,
-        questions=QUESTIONS,
-        rrule=RULE,
-        timezone=TIMEZONE,
-        starts_at=starts_at,
-        window_hours=120,
-        reminders_hours=[48, 96],
-        audience={"teams": [], "departments": [], "attributes": {}},
+    # Through the service, as POST /v1/surveys would: it fills in the built-in eNPS prompt
+    # (and whatever else it normalises), so the demo shows what a real survey stores.
+    survey = await survey_service.create_survey(
+        session,
+        org_id,
+        SurveyCreate(
+            name="Monthly pulse",
+            status="active",
+            anonymous=True,
+            min_group_size=5,
+            comment_min_group_size=5,
+            questions=[Question.model_validate(q) for q in QUESTIONS],
+            schedule=Schedule(rrule=RULE, timezone=TIMEZONE, starts_at=starts_at),
+            window_hours=120,
+            reminders_hours=[48, 96],
+        ),
     )
-    session.add(survey)
-    await session.flush()
     employees = (
         (
             await session.execute(
@@ -127,8 +129,6 @@ async def load_survey_history(
         await _closed_wave(session, survey, employees, occurrence, month, rng, key_id, key)
     # The open wave goes through the real path: invitations and emails queued.
     await waves.open_wave(session, survey, now, settings)
-    from app.surveys import service as survey_service
-
     survey.next_opening_at = survey_service.next_opening(survey, now)
     return survey.id
 

@@ -8,10 +8,13 @@ hour takes its first occurrence, as RFC 5545 §3.3.5 says. So "09:00 Europe/Berl
 
 from __future__ import annotations
 
+import calendar
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import MAXYEAR, UTC, date, datetime, timedelta
+from functools import cache
 from zoneinfo import ZoneInfo
 
+from dateutil.relativedelta import relativedelta
 from dateutil.rrule import DAILY, rrule, rrulestr
 
 # More often than daily would be a survey (or a meeting) spamming people.
@@ -32,6 +35,10 @@ def _until_in_local_time(text: str, timezone: str) -> str:
     return _UTC_UNTIL.sub(local, text)
 
 
+def _naive_local(at: datetime, timezone: str) -> datetime:
+    return at.astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
+
+
 def parse_rule(text: str, starts_at: datetime, timezone: str) -> rrule:
     """The rule anchored at ``starts_at`` in local time; ValueError with a readable
     reason for a rule we will not run."""
@@ -40,9 +47,11 @@ def parse_rule(text: str, starts_at: datetime, timezone: str) -> rrule:
         cleaned = cleaned[6:]
     if not cleaned or "\n" in cleaned or "DTSTART" in cleaned.upper():
         raise ValueError("give one RRULE line without DTSTART, e.g. FREQ=WEEKLY;BYDAY=MO;BYHOUR=9")
+    _check_rfc_ranges(cleaned)
     try:
-        local_start = starts_at.astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
-        rule = rrulestr(_until_in_local_time(cleaned, timezone), dtstart=local_start)
+        rule = rrulestr(
+            _until_in_local_time(cleaned, timezone), dtstart=_naive_local(starts_at, timezone)
+        )
     except (ValueError, TypeError, OverflowError) as exc:
         raise ValueError(f"not a valid RRULE: {exc}") from exc
     if not isinstance(rule, rrule):
@@ -65,6 +74,84 @@ def parse_rule(text: str, starts_at: datetime, timezone: str) -> rrule:
     return rule
 
 
+# RFC 5545 §3.3.10, the values of each numeric BYxxx part: (lowest, highest, whether a
+# negative value counts from the end). dateutil checks only some of these and treats the
+# others loosely: BYMONTHDAY=0 vanishes (and the rule fires daily), BYMONTH=13 reaches
+# our own month table as a KeyError.
+_NUMERIC_PARTS = {
+    "BYSECOND": (0, 60, False),
+    "BYMINUTE": (0, 59, False),
+    "BYHOUR": (0, 23, False),
+    "BYMONTHDAY": (1, 31, True),
+    "BYYEARDAY": (1, 366, True),
+    "BYWEEKNO": (1, 53, True),
+    "BYMONTH": (1, 12, False),
+    "BYSETPOS": (1, 366, True),
+}
+# The parts RFC 5545 defines. dateutil also reads BYEASTER and BYWEEKDAY, which no
+# calendar client understands; Easter also follows no calendar cycle _twin_year knows.
+_RFC_PARTS = {"FREQ", "UNTIL", "COUNT", "INTERVAL", "BYDAY", "WKST", *_NUMERIC_PARTS}
+_WEEKDAY = re.compile(r"([+-]?\d+)?(MO|TU|WE|TH|FR|SA|SU)")
+
+
+def _check_rfc_ranges(text: str) -> None:
+    """Refuse BYxxx values outside RFC 5545's ranges, read from the text itself: dateutil
+    drops or ignores some of them (BYMONTHDAY=0, the +9 of BYDAY=+9MO in a weekly
+    rule), so the parsed rule no longer shows the mistake. Parts that do not parse at
+    all are left to dateutil's own message."""
+    parts = [(n.strip().upper(), v.strip().upper()) for n, _, v in _split_parts(text)]
+    freq = next((v for n, v in parts if n == "FREQ"), None)
+    has_weekno = any(n == "BYWEEKNO" for n, _ in parts)
+    for name, value in parts:
+        if name not in _RFC_PARTS and name.startswith("BY"):
+            raise ValueError(f"{name} is not an RFC 5545 rule part")
+        if name in _NUMERIC_PARTS:
+            low, high, signed = _NUMERIC_PARTS[name]
+            for item in value.split(","):
+                number = _integer(name, item)
+                if not (low <= number <= high or (signed and -high <= number <= -low)):
+                    span = f"{low} to {high}" + (f", or -{high} to -1" if signed else "")
+                    raise ValueError(f"{name} must be {span}, not {item}")
+        elif name == "BYDAY":
+            for item in value.split(","):
+                _check_weekday(item, freq, has_weekno)
+
+
+def _split_parts(text: str) -> list[tuple[str, str, str]]:
+    return [part.partition("=") for part in text.split(";") if part.strip()]
+
+
+def _integer(name: str, item: str) -> int:
+    try:
+        return int(item)
+    except ValueError:
+        raise ValueError(f"{name} takes whole numbers, not {item!r}") from None
+
+
+def _check_weekday(item: str, freq: str | None, has_weekno: bool) -> None:
+    """An ordinal weekday (1MO, -1FR) counts within a month or a year (RFC 5545
+    §3.3.10), so it has no meaning in a daily or weekly rule, and a month has at most
+    five of each weekday."""
+    match = _WEEKDAY.fullmatch(item)
+    if match is None or match.group(1) is None:
+        return
+    ordinal = int(match.group(1))
+    if freq in ("DAILY", "WEEKLY", "HOURLY", "MINUTELY", "SECONDLY"):
+        raise ValueError(
+            f"BYDAY={item}: a numbered weekday needs FREQ=MONTHLY or FREQ=YEARLY "
+            f"(in FREQ={freq} write BYDAY={match.group(2)})"
+        )
+    if freq not in ("MONTHLY", "YEARLY"):
+        return  # no FREQ, or an unknown one: dateutil's message says so
+    if freq == "YEARLY" and has_weekno:
+        raise ValueError(f"BYDAY={item}: a numbered weekday cannot be combined with BYWEEKNO")
+    most = 5 if freq == "MONTHLY" else 53
+    if ordinal == 0 or abs(ordinal) > most:
+        raise ValueError(
+            f"BYDAY={item}: the number must be 1 to {most}, or -{most} to -1, with FREQ={freq}"
+        )
+
+
 _DAYS_IN_MONTH = {
     1: 31,
     2: 29,
@@ -82,11 +169,9 @@ _DAYS_IN_MONTH = {
 
 
 def _check_days_exist(rule: rrule) -> None:
-    """Refuse BYMONTH with BYMONTHDAY days none of those months has (31 February).
-
-    dateutil would search such a rule year by year up to 9999 before giving up, seconds
-    of CPU inside a request; every other combination that can fire at all fires within
-    the 28-year weekday cycle, so this is the one case to catch up front."""
+    """Refuse BYMONTH with BYMONTHDAY days none of those months has (31 February), the
+    commonest rule that never fires, with a reason more useful than check_rule's "no
+    occurrence"."""
     months = getattr(rule, "_bymonth", None)
     positive = getattr(rule, "_bymonthday", None) or ()
     negative = getattr(rule, "_bynmonthday", None) or ()
@@ -101,17 +186,74 @@ def _check_days_exist(rule: rrule) -> None:
         )
 
 
-def check_rule(text: str, starts_at: datetime, timezone: str) -> None:
-    """Everything ``parse_rule`` checks, plus that the rule occurs at least once: a
-    schedule that never fires (BYMONTHDAY=30 in February, COUNT=0) is a mistake to
-    report when it is written, not a survey that silently never opens."""
+# How far past its start a rule must first fire. A survey or a one-on-one whose first
+# occurrence is further away than this is a mistake, not a plan.
+SEARCH_YEARS = 30
+# The Gregorian calendar repeats every 400 years (146,097 days, a whole number of weeks),
+# so any run of years has a twin within 400 years below the search limit.
+_CALENDAR_CYCLE_YEARS = 400
+
+
+def check_rule(text: str, starts_at: datetime, timezone: str) -> datetime:
+    """Everything ``parse_rule`` checks, plus that the rule occurs within SEARCH_YEARS:
+    a schedule that never fires (BYMONTHDAY=30 in February, COUNT=0, BYSETPOS=2 on a
+    one-a-day rule) is a mistake to report when it is written, not a survey that
+    silently never opens. Returns the first occurrence."""
     rule = parse_rule(text, starts_at, timezone)
     try:
-        first = next(iter(rule), None)
+        first = _first_occurrence(rule, _naive_local(starts_at, timezone))
     except (ValueError, OverflowError) as exc:
         raise ValueError(f"not a valid RRULE: {exc}") from exc
     if first is None:
-        raise ValueError("the rule has no occurrence at or after starts_at")
+        raise ValueError(f"the rule has no occurrence in the {SEARCH_YEARS} years after starts_at")
+    return localize(first, timezone)
+
+
+def _first_occurrence(rule: rrule, start: datetime) -> datetime | None:
+    """The rule's first occurrence if it comes within SEARCH_YEARS of ``start``, else None.
+
+    dateutil ends a search only at an occurrence or at the year 9999 (UNTIL is compared
+    with occurrences, so it bounds nothing for a rule that never fires): seconds of CPU
+    inside a request. So the rule is searched moved to a twin run of years just below
+    9999 (``_twin_year``), where it fires on the same dates and weekdays and dateutil's
+    own limit ends the search a few decades on."""
+    until: datetime | None = getattr(rule, "_until", None)
+    if until is not None and until < start:
+        return None
+    shift = _twin_year(start.year) - start.year
+    moved_start = start.replace(year=start.year + shift)
+    window_end = moved_start + relativedelta(years=SEARCH_YEARS)
+    moved_until = None
+    # An UNTIL past the window changes nothing inside it, and its twin may not exist
+    # (29 February of a year that is not a leap year).
+    if until is not None and until.year + shift <= window_end.year:
+        moved_until = until.replace(year=until.year + shift)
+    moved = rule.replace(dtstart=moved_start, until=moved_until)
+    first = next(iter(moved), None)
+    if first is None or first > window_end:
+        return None
+    return first.replace(year=first.year - shift)
+
+
+def _calendar_shape(year: int) -> tuple[int, tuple[bool, ...]]:
+    # The weekday of 1 January and which years are leap years fix every date's weekday,
+    # day of the year and ISO week; dateutil also looks at the years either side.
+    leaps = tuple(calendar.isleap(y) for y in range(year - 1, year + SEARCH_YEARS + 2))
+    return date(year, 1, 1).weekday(), leaps
+
+
+@cache
+def _twin_year(year: int) -> int:
+    """The latest year leaving room for the window below 9999 whose next SEARCH_YEARS
+    years have the same calendar, day for day, as ``year``'s. A whole 400-year cycle
+    away always qualifies; a nearer twin (often one 28-year cycle below the limit)
+    keeps the search short."""
+    shape = _calendar_shape(year)
+    latest = MAXYEAR - SEARCH_YEARS - 1
+    for candidate in range(latest, latest - _CALENDAR_CYCLE_YEARS, -1):
+        if _calendar_shape(candidate) == shape:
+            return candidate
+    raise AssertionError("the Gregorian calendar repeats every 400 years")
 
 
 def localize(local: datetime, timezone: str) -> datetime:

@@ -303,9 +303,9 @@ class RespondBody(BaseModel):
 
     answers: dict[str, Any] = Field(
         description=(
-            "Question key → answer: enps and rating an integer, yes_no a boolean, "
-            "single_choice an option key, multi_choice a list of option keys, text a "
-            "string. Leave out (or null) a question to skip it."
+            "Question key → answer: enps and rating a whole number (9 or 9.0), yes_no a "
+            "boolean, single_choice an option key, multi_choice a list of option keys, "
+            "text a string. Leave out (or null) a question to skip it."
         )
     )
 
@@ -402,8 +402,17 @@ def _bounds(question: Mapping[str, Any]) -> tuple[int, int]:
     return 1, int(question.get("scale") or 5)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _whole_number(value: Any) -> int | None:
+    """``value`` as a score, or None. JSON has one number type, and chat bots and
+    JavaScript clients often send 9 as 9.0; True is refused although Python counts it
+    as 1."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
 
 
 def _option_keys(question: Mapping[str, Any]) -> list[str]:
@@ -423,11 +432,12 @@ def _clean(question: Mapping[str, Any], value: Any) -> _Stored:
     kind = question["kind"]
     if kind in ("enps", "rating"):
         low, high = _bounds(question)
-        if not _is_int(value) or not low <= value <= high:
+        score = _whole_number(value)
+        if score is None or not low <= score <= high:
             raise _Invalid(
                 "err_scale", f"must be a whole number from {low} to {high}", min=low, max=high
             )
-        return _Stored(score=int(value))
+        return _Stored(score=score)
     if kind == "yes_no":
         if not isinstance(value, bool):
             raise _Invalid("err_yes_no", "must be true or false")
@@ -445,10 +455,12 @@ def _clean(question: Mapping[str, Any], value: Any) -> _Stored:
                 "err_choices", "must be a list of option keys from: " + ", ".join(options)
             )
         return _Stored(choices=[o for o in options if o in value])  # survey order, no repeats
+    if not isinstance(value, str):
+        raise _Invalid("err_text", "must be a string")
     # A form field may carry %00, which the request-wide NUL check (on raw bytes) cannot
     # see and PostgreSQL text cannot store.
-    if not isinstance(value, str) or "\x00" in value:
-        raise _Invalid("err_text", "must be a string without NUL characters")
+    if "\x00" in value:
+        raise _Invalid("err_text", "must not contain NUL characters")
     # Browsers send line breaks as CRLF but count them as one character against
     # maxlength; normalise first so the page and the server agree on the length.
     text = value.replace("\r\n", "\n").replace("\r", "\n").strip()

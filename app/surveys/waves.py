@@ -135,11 +135,7 @@ async def record_segments(session: AsyncSession, wave_id: uuid.UUID) -> None:
         Invitation.manager_id,
         Invitation.attributes,
     )
-    census = (
-        select(*columns, func.count())
-        .where(Invitation.wave_id == wave_id)
-        .group_by(*columns)
-    )
+    census = select(*columns, func.count()).where(Invitation.wave_id == wave_id).group_by(*columns)
     await session.execute(
         insert(WaveSegment).from_select(
             ["wave_id", "team", "department", "manager_id", "attributes", "invited"], census

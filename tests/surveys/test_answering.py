@@ -129,6 +129,42 @@ async def test_answers_are_stored_by_kind_and_skipped_questions_store_nothing(
     }
 
 
+async def test_whole_numbers_sent_as_floats_are_recorded_as_scores(
+    client: httpx.AsyncClient, db: Database, opened: Opened
+) -> None:
+    """JSON has one number type: chat bots and JavaScript clients send 9 as 9.0."""
+    answers = {**VALID_ANSWERS, "enps": 9.0, "workload": 4.0}
+
+    posted = await client.post(
+        f"/v1/respond/{opened.token('ana@example.com')}", json={"answers": answers}
+    )
+
+    assert posted.status_code == 201, posted.text
+    async with db.sessionmaker() as session:
+        rows = await session.execute(
+            select(Answer.question_key, Answer.score).where(
+                Answer.wave_id == uuid.UUID(opened.wave_id),
+                Answer.question_key.in_(["enps", "workload"]),
+            )
+        )
+        scores = {key: score for key, score in rows}
+    assert scores == {"enps": 9, "workload": 4}
+
+
+async def test_a_number_for_a_text_question_is_told_to_be_a_string(
+    client: httpx.AsyncClient, opened: Opened
+) -> None:
+    response = await client.post(
+        f"/v1/respond/{opened.token('ana@example.com')}",
+        json={"answers": {**VALID_ANSWERS, "comment": 5}},
+    )
+
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [
+        {"loc": ["body", "answers", "comment"], "msg": "must be a string"}
+    ]
+
+
 async def test_text_is_stored_trimmed_with_plain_line_breaks(
     client: httpx.AsyncClient, db: Database, opened: Opened
 ) -> None:
@@ -152,6 +188,7 @@ async def test_text_is_stored_trimmed_with_plain_line_breaks(
         pytest.param({"enps": -1}, "enps", id="enps-below-0"),
         pytest.param({"enps": "9"}, "enps", id="enps-string"),
         pytest.param({"enps": 9.5}, "enps", id="enps-fraction"),
+        pytest.param({"enps": 11.0}, "enps", id="enps-whole-float-above-10"),
         pytest.param({"enps": True}, "enps", id="enps-boolean"),
         pytest.param({"enps": None}, "enps", id="enps-required-null"),
         pytest.param({"drop": "enps"}, "enps", id="enps-required-missing"),

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from app.core.config import Settings
 from app.core.db import Database
 from app.surveys import messages
+from app.surveys.models import Invitation
 from app.surveys.ratelimit import FailedLookupLimiter
 from tests.conftest import Org
 from tests.surveys.answering_support import (
@@ -259,6 +260,31 @@ async def test_every_answer_carries_the_link_headers(
             _assert_link_headers(response)
         except (AssertionError, KeyError) as exc:
             raise AssertionError(f"{name}: {exc!r} in {dict(response.headers)}") from exc
+
+
+async def test_head_answers_like_get_without_a_body_and_changes_nothing(
+    client: httpx.AsyncClient, db: Database, opened: Opened
+) -> None:
+    """Mail gateways check links with HEAD; a 405 could get the link flagged as broken."""
+    person = opened.people["ana@example.com"]
+
+    head = await client.head(f"/r/{person.token}")
+    again = await client.head(f"/r/{person.token}")
+    unknown = await client.head(f"/r/{UNKNOWN_TOKEN}")
+    get = await client.get(f"/r/{person.token}")
+
+    assert (head.status_code, again.status_code, unknown.status_code) == (200, 200, 404)
+    for response in (head, unknown):
+        _assert_link_headers(response)
+        assert response.headers["content-type"].startswith("text/html")
+        assert response.content == b""
+    assert head.headers["content-length"] == get.headers["content-length"]
+    # Still unanswered: the page a GET shows afterwards is the survey, not the thanks.
+    assert parse_html(get.text).find_all("form")
+    async with db.sessionmaker() as session:
+        invitation = await session.get(Invitation, person.invitation_id)
+        assert invitation is not None
+        assert invitation.answered is False
 
 
 async def test_the_style_sheet_is_the_one_the_policy_allows(
