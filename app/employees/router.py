@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 from fastapi import Query, Request, Response
+from fastapi.routing import APIRoute
 
 from app.core.errors import error_responses
 from app.core.pagination import Cursor, Limit, Page, decode_cursor, page_of
@@ -58,8 +61,57 @@ async def create_employee(body: EmployeeCreate, principal: Admin, session: Sessi
     return EmployeeRead.model_validate(employee)
 
 
-@router.post(
+class _ImportRoute(APIRoute):
+    """Runs the import's own text checks before the app-wide NUL and surrogate guard: a
+    UTF-16 file (Excel's "Unicode Text") is full of NUL bytes and needs "save the file as
+    UTF-8", and a bad string should be located by the row number the import counts from 1.
+    Only bodies that guard would refuse anyway are refused here, so authentication still
+    comes first for everything else."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handle_import(request: Request) -> Response:
+            body = await request.body()
+            content_type = request.headers.get("content-type", "")
+            await asyncio.to_thread(importer.check_body_text, body, content_type)
+            return await handle(request)
+
+        return handle_import
+
+
+async def import_employees(
+    request: Request,
+    principal: Admin,
+    session: Session,
+    deactivate_missing: Annotated[
+        bool,
+        Query(
+            description="The file is the whole directory: deactivate active employees it "
+            "does not list and activate those it does (unless their `active` says false). "
+            "An empty file is refused."
+        ),
+    ] = False,
+    atomic: Annotated[
+        bool, Query(description="Apply nothing if any row has an error (422).")
+    ] = False,
+) -> ImportResult:
+    """Upsert employees by email from a JSON array or a CSV file (UTF-8, BOM optional;
+    comma, semicolon or tab separated)."""
+    return await importer.import_employees(
+        session,
+        principal.organization_id,
+        await request.body(),
+        request.headers.get("content-type", ""),
+        deactivate_missing=deactivate_missing,
+        atomic=atomic,
+    )
+
+
+router.add_api_route(
     "/v1/employees/import",
+    import_employees,
+    methods=["POST"],
     response_model=ImportResult,
     openapi_extra={
         "requestBody": {
@@ -85,28 +137,8 @@ async def create_employee(body: EmployeeCreate, principal: Admin, session: Sessi
             },
         }
     },
+    route_class_override=_ImportRoute,
 )
-async def import_employees(
-    request: Request,
-    principal: Admin,
-    session: Session,
-    deactivate_missing: Annotated[
-        bool, Query(description="Deactivate active employees the file does not list.")
-    ] = False,
-    atomic: Annotated[
-        bool, Query(description="Apply nothing if any row has an error (422).")
-    ] = False,
-) -> ImportResult:
-    """Upsert employees by email from a JSON array or a CSV file (UTF-8, BOM optional)."""
-    body = await request.body()
-    records = importer.parse_records(body, request.headers.get("content-type", ""))
-    return await importer.import_employees(
-        session,
-        principal.organization_id,
-        records,
-        deactivate_missing=deactivate_missing,
-        atomic=atomic,
-    )
 
 
 @router.get(

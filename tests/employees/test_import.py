@@ -3,13 +3,21 @@ re-imports, deactivate_missing, atomic, and tenancy."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import Org
+from app.core.db import Database
+from app.employees import importer
+from app.main import create_app
+from tests.conftest import Org, create_org, make_settings
+from tests.databases import in_thread, migrated_database
 from tests.employees.helpers import assert_problem, by_email, create_employee, list_all
+from tests.live import live_server
 
 CSV = "text/csv; charset=utf-8"
 
@@ -111,6 +119,41 @@ async def test_csv_is_recognised_by_its_media_type_in_any_case(
 
     assert result(response)["created"] == 1
     assert (await by_email(client, org))["lena@example.com"]["name"] == "Lena"
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Email,Name,TEAM,Attr.location", " email , name ,team, attr.location "],
+)
+async def test_csv_header_is_matched_whatever_its_case_and_padding(
+    client: httpx.AsyncClient, org: Org, header: str
+) -> None:
+    text = f"{header}\nlena@example.com,Lena,Sales,Berlin\n"
+
+    body = result(await import_csv(client, org, text))
+
+    assert (body["created"], body["errors"]) == (1, [])
+    lena = (await by_email(client, org))["lena@example.com"]
+    assert (lena["name"], lena["team"], lena["attributes"]) == (
+        "Lena",
+        "Sales",
+        {"location": "Berlin"},
+    )
+
+
+@pytest.mark.parametrize("separator", [";", "\t"])
+async def test_semicolon_or_tab_separated_csv_is_read(
+    client: httpx.AsyncClient, org: Org, separator: str
+) -> None:
+    # As Excel writes it where the decimal separator is a comma: a comma inside a cell.
+    rows = [["email", "name", "team"], ["mueller@example.com", "Müller, Anna", "Vertrieb"]]
+    text = "".join(separator.join(row) + "\r\n" for row in rows)
+
+    body = result(await import_csv(client, org, text))
+
+    assert (body["created"], body["errors"]) == (1, [])
+    anna = (await by_email(client, org))["mueller@example.com"]
+    assert (anna["name"], anna["team"]) == ("Müller, Anna", "Vertrieb")
 
 
 async def test_manager_email_resolves_to_a_row_later_in_the_file(
@@ -496,6 +539,26 @@ async def test_csv_row_with_fewer_cells_than_the_header_leaves_the_rest_unset(
     assert (person["name"], person["team"]) == ("Short", None)
 
 
+async def test_csv_short_row_leaves_an_existing_employees_missing_columns_unchanged(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    await create_employee(client, org, email="b1@example.com", name="Bea One", team="Sales")
+    await create_employee(client, org, email="b2@example.com", name="Bea Two", team="Sales")
+    # b1's row stops after the email: name and team are absent. b2's row has them, empty:
+    # an empty name cell empties the name and an empty team cell clears the team.
+    text = "email,name,team\nb1@example.com\nb2@example.com,,\n"
+
+    body = result(await import_csv(client, org, text))
+
+    assert (body["updated"], body["unchanged"], body["errors"]) == (1, 1, [])
+    people = await by_email(client, org)
+    assert (people["b1@example.com"]["name"], people["b1@example.com"]["team"]) == (
+        "Bea One",
+        "Sales",
+    )
+    assert (people["b2@example.com"]["name"], people["b2@example.com"]["team"]) == ("", None)
+
+
 # --- files we cannot read ---------------------------------------------------------------
 
 
@@ -591,6 +654,124 @@ async def test_json_body_that_is_not_an_array_answers_422(
     assert await list_all(client, org) == []
 
 
+async def test_csv_cell_over_the_size_limit_answers_422_naming_its_row_and_writes_nothing(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    await create_employee(client, org, email="kept@example.com", team="Sales")
+    before = await list_all(client, org)
+    huge = "x" * 200_000
+    text = f"email,team\nkept@example.com,Support\nnew@example.com,{huge}\n"
+
+    response = await import_csv(client, org, text)
+
+    body = assert_problem(response, 422)
+    assert [e["loc"] for e in body["errors"]] == [["body", 2]]
+    assert "longer than" in body["errors"][0]["msg"]
+    assert await list_all(client, org) == before
+
+
+async def test_csv_header_cell_over_the_size_limit_answers_422(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    response = await import_csv(client, org, "email," + "y" * 200_000 + "\na@example.com,b\n")
+
+    body = assert_problem(response, 422, field="body")
+    assert "header" in body["detail"]
+    assert await list_all(client, org) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b'[{"email": "a@example.com", "team": ' + b"9" * 5000 + b"}]", "number is too long"),
+        (
+            b'[{"email": "a@example.com", "team": ' + b"[" * 100_000 + b"]" * 100_000 + b"}]",
+            "nested",
+        ),
+    ],
+    ids=["integer-of-5000-digits", "nested-100000-deep"],
+)
+async def test_json_the_parser_cannot_hold_answers_422_and_writes_nothing(
+    client: httpx.AsyncClient, org: Org, content: bytes, says: str
+) -> None:
+    response = await client.post(
+        "/v1/employees/import",
+        content=content,
+        headers={**org.admin, "Content-Type": "application/json"},
+    )
+
+    body = assert_problem(response, 422, field="body")
+    assert says in body["detail"]
+    assert await list_all(client, org) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "loc"),
+    [
+        (b'[{"email": "x@example.com", "\\ud800": "v"}]', ["body", 1, "\\ud800"]),
+        (
+            b'[{"email": "ok@example.com"}, {"email": "\\ud800@example.com"}]',
+            ["body", 2, "email"],
+        ),
+        (b'[{"email": "x@example.com", "name": "Ali \\udc00"}]', ["body", 1, "name"]),
+        # Encoded surrogate bytes, which the JSON parser decodes with "surrogatepass".
+        (b'[{"email": "x@example.com", "team": "\xed\xa0\x80"}]', ["body", 1, "team"]),
+        (b'[{"email": "x@example.com"}, "\\udfff"]', ["body", 2]),
+    ],
+    ids=["key", "email", "name", "raw-bytes", "row-not-an-object"],
+)
+async def test_json_lone_surrogate_answers_422_naming_row_and_field(
+    client: httpx.AsyncClient, org: Org, content: bytes, loc: list[str | int]
+) -> None:
+    await create_employee(client, org, email="ok@example.com", name="Ok")
+    before = await list_all(client, org)
+
+    response = await client.post(
+        "/v1/employees/import",
+        content=content,
+        headers={**org.admin, "Content-Type": "application/json"},
+    )
+
+    body = assert_problem(response, 422)
+    assert [e["loc"] for e in body["errors"]] == [loc]
+    assert "not valid Unicode" in body["errors"][0]["msg"]
+    assert await list_all(client, org) == before
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        ("email,name\r\nlena@example.com,Lena\r\n".encode("utf-16"), CSV),  # Excel: BOM FF FE
+        (b"\xfe\xff" + "email,name\nlena@example.com,Lena\n".encode("utf-16-be"), CSV),
+        ("email,name\nlena@example.com,Lena\n".encode("utf-16-le"), CSV),  # no BOM at all
+        ('[{"email": "lena@example.com"}]'.encode("utf-16"), "application/json"),
+    ],
+    ids=["csv-utf-16-le-bom", "csv-utf-16-be-bom", "csv-utf-16-le-no-bom", "json-utf-16"],
+)
+async def test_utf16_file_answers_422_asking_for_utf8(
+    client: httpx.AsyncClient, org: Org, content: bytes, content_type: str
+) -> None:
+    response = await client.post(
+        "/v1/employees/import",
+        content=content,
+        headers={**org.admin, "Content-Type": content_type},
+    )
+
+    body = assert_problem(response, 422, field="body")
+    assert "save the file as UTF-8" in body["detail"]
+    assert "NUL" not in body["detail"]
+    assert await list_all(client, org) == []
+
+
+async def test_csv_header_repeated_in_another_case_answers_422_naming_it(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    response = await import_csv(client, org, "email,Team,TEAM\na@example.com,Sales,Support\n")
+
+    assert_problem(response, 422, field="team")
+    assert await list_all(client, org) == []
+
+
 # --- deactivate_missing -----------------------------------------------------------------
 
 
@@ -668,6 +849,107 @@ async def test_a_bad_attribute_column_answers_422_and_deactivates_nobody(
     assert_problem(response, 422, field="attr.bad name")
     assert {e["active"] for e in await list_all(client, org)} == {True}
     assert "new@example.com" not in await by_email(client, org)
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b"[]", "application/json"),
+        (b"email,name\n", CSV),
+        (b"\xef\xbb\xbfemail,name\r\n", CSV),
+        (b"email,name\n,Nobody\n", CSV),  # rows, but none names anybody
+    ],
+    ids=["json-empty-array", "csv-header-only", "csv-bom-and-header", "csv-no-email"],
+)
+async def test_deactivate_missing_with_a_file_naming_nobody_answers_422_and_changes_nothing(
+    client: httpx.AsyncClient, org: Org, content: bytes, content_type: str
+) -> None:
+    await create_employee(client, org, email="a@example.com")
+    await create_employee(client, org, email="b@example.com")
+    before = await list_all(client, org)
+
+    response = await client.post(
+        "/v1/employees/import",
+        content=content,
+        params={"deactivate_missing": "true"},
+        headers={**org.admin, "Content-Type": content_type},
+    )
+
+    body = assert_problem(response, 422, field="body")
+    assert "would deactivate everyone" in body["detail"]
+    assert await list_all(client, org) == before
+
+
+async def test_an_empty_file_without_deactivate_missing_changes_nothing(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    await create_employee(client, org, email="a@example.com")
+
+    body = result(await import_json(client, org, []))
+
+    assert body == {"created": 0, "updated": 0, "unchanged": 0, "deactivated": 0, "errors": []}
+    assert (await by_email(client, org))["a@example.com"]["active"] is True
+
+
+async def test_deactivate_missing_activates_listed_employees_unless_active_says_false(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    for email in ("back@example.com", "blank@example.com", "still-out@example.com"):
+        person = await create_employee(client, org, email=email, active=False)
+        assert person["active"] is False
+    await create_employee(client, org, email="leaving@example.com")
+    await create_employee(client, org, email="absent@example.com")
+    text = (
+        "email,active\n"
+        "back@example.com,true\n"
+        "blank@example.com,\n"  # an empty cell is no explicit value
+        "still-out@example.com,false\n"
+        "leaving@example.com,false\n"
+    )
+
+    body = result(await import_csv(client, org, text, deactivate_missing="true"))
+
+    assert (body["updated"], body["unchanged"], body["deactivated"], body["errors"]) == (
+        3,
+        1,
+        1,
+        [],
+    )
+    active = {e: p["active"] for e, p in (await by_email(client, org)).items()}
+    assert active == {
+        "back@example.com": True,
+        "blank@example.com": True,
+        "still-out@example.com": False,
+        "leaving@example.com": False,
+        "absent@example.com": False,
+    }
+
+
+async def test_deactivate_missing_activates_listed_employees_without_an_active_column(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    await create_employee(client, org, email="back@example.com", team="Sales", active=False)
+
+    body = result(
+        await import_json(
+            client, org, [{"email": "back@example.com", "team": "Sales"}], deactivate_missing="true"
+        )
+    )
+
+    assert (body["updated"], body["deactivated"], body["errors"]) == (1, 0, [])
+    assert (await by_email(client, org))["back@example.com"]["active"] is True
+
+
+async def test_without_deactivate_missing_a_listed_inactive_employee_stays_inactive(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    await create_employee(client, org, email="out@example.com", active=False)
+
+    body = result(await import_json(client, org, [{"email": "out@example.com", "team": "Sales"}]))
+
+    assert (body["updated"], body["errors"]) == (1, [])
+    out = (await by_email(client, org))["out@example.com"]
+    assert (out["team"], out["active"]) == ("Sales", False)
 
 
 # --- atomic -----------------------------------------------------------------------------
@@ -764,3 +1046,62 @@ async def test_manager_email_never_resolves_to_another_organizations_employee(
 
     assert errors_by_row(body) == {1: {"manager_email"}}
     assert await list_all(client, other_org) == []
+
+
+# --- a large import and the event loop --------------------------------------------------
+
+
+async def test_health_check_is_answered_while_a_large_import_is_being_checked(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real HTTP, a server that commits. The import's first row waits (in the server)
+    until /healthz has been answered: were rows checked on the event loop, that wait
+    would hold the loop, /healthz could not be answered, and the gate would time out."""
+    rows = 30_000
+    checking, gate = threading.Event(), threading.Event()
+    opened: list[bool] = []
+    validate_row = importer._validate_row
+
+    def gated(number: int, record: dict[str, Any], plan: Any) -> Any:
+        if number == 1:
+            checking.set()
+            opened.append(gate.wait(timeout=15))
+        return validate_row(number, record, plan)
+
+    monkeypatch.setattr(importer, "_validate_row", gated)
+    text = "email,name,team\n" + "".join(
+        f"person{i}@example.com,Person {i},Team {i % 40}\n" for i in range(rows)
+    )
+    with migrated_database(backend, tmp_path) as url:
+
+        async def seed() -> Org:
+            db = Database.from_url(url)
+            try:
+                return await create_org(db, "Acme")
+            finally:
+                await db.dispose()
+
+        org = in_thread(lambda: asyncio.run(seed()))
+        with live_server(create_app(make_settings(url))) as base_url:
+            async with httpx.AsyncClient(base_url=base_url, timeout=120) as client:
+                finished: list[str] = []
+
+                async def run_import() -> httpx.Response:
+                    response = await import_csv(client, org, text)
+                    finished.append("import")
+                    return response
+
+                importing = asyncio.create_task(run_import())
+                assert await asyncio.to_thread(checking.wait, 60)
+                health = await client.get("/healthz")
+                finished.append("healthz")
+                gate.set()
+                imported = await importing
+
+                assert health.status_code == 200
+                assert opened == [True]  # released by the health check, not by the timeout
+                assert finished == ["healthz", "import"]
+                assert (result(imported)["created"], result(imported)["errors"]) == (rows, [])
+                last = f"person{rows - 1}@example.com"
+                found = await client.get("/v1/employees", params={"q": last}, headers=org.admin)
+                assert [e["email"] for e in found.json()["items"]] == [last]
