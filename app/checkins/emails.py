@@ -58,7 +58,7 @@ async def _context(session: AsyncSession, claimed: Claimed, settings: Settings) 
     if claimed.kind == "meeting_cancel" and meeting.status != "cancelled":
         raise AboutGone("the meeting is scheduled again")
     if claimed.kind == "checkin_request" and (
-        meeting.status != "scheduled" or meeting.checkin_submitted
+        meeting.status != "scheduled" or meeting.checkin_submitted or not series.questions
     ):
         raise AboutGone("the check-in is no longer needed")
     manager, report = await _people(session, series)
@@ -91,6 +91,7 @@ async def _invite(
     method: ics.Method = "CANCEL" if claimed.kind == "meeting_cancel" else "REQUEST"
     manager: ics.Person = ctx["_manager"]
     report: ics.Person = ctx["_report"]
+    summary, description = ics.wording(ctx["lang"], ctx["other"], ctx["link"])
     body = ics.build_invite(
         meeting_id=meeting.id,
         method=method,
@@ -100,8 +101,8 @@ async def _invite(
         timezone=series.timezone,
         manager=manager,
         report=report,
-        summary=f"1:1 {manager.name} / {report.name}",
-        description=f"Your meeting page (check-in, talking points, action items): {ctx['link']}",
+        summary=summary,
+        description=description,
         url=ctx["link"],
     )
     # Outlook reads the method from the part's Content-Type; the others from the body.

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event, vCalAddress, vText
 
+from app.checkins import messages
 from app.core.db import utcnow
 
 PRODID = "-//Pulse//One-on-ones//EN"
@@ -28,6 +29,16 @@ class Person:
 
 def meeting_uid(meeting_id: uuid.UUID) -> str:
     return f"meeting-{meeting_id}@pulse"
+
+
+def wording(locale: str, other: str, url: str) -> tuple[str, str]:
+    """SUMMARY and DESCRIPTION in the recipient's language, chosen from their locale
+    exactly as their invitation email's is, so the event reads like the mail it came
+    with and like the page it links to."""
+    return (
+        messages.text(locale, "title", name=other),
+        messages.text(locale, "ics_description", link=url),
+    )
 
 
 def _address(person: Person, role: str, *, organizer: bool = False) -> vCalAddress:

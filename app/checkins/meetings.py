@@ -62,9 +62,9 @@ async def materialise_series(
     """Create the upcoming meetings of one series that do not exist yet, with their
     links and calendar invites, in the caller's transaction. Returns how many.
 
-    A meeting cancelled at a time the rule holds again (a cadence changed and changed
-    back, or a reschedule that moved past it) is scheduled again rather than left as a
-    gap: the unique (series, time) key would otherwise block that time for good."""
+    A meeting cancelled at a time the rule holds again (one a sparser cadence dropped,
+    when a denser one comes back) is scheduled again rather than left as a gap: the
+    unique (series, time) key would otherwise block that time for good."""
     now = now or utcnow()
     if series.status != "active":
         return 0
@@ -128,60 +128,100 @@ async def _revive(
     return len(rows)
 
 
-def occurs_at(series: CheckinSeries, at: datetime) -> bool:
-    """Whether the series' current rule has an occurrence exactly at ``at``."""
-    found = recurrence.occurrences_after(
-        series.rrule, series.starts_at, series.timezone, at - timedelta(microseconds=1), 1
-    )
-    return found == [at]
-
-
 async def reschedule_series(
     session: AsyncSession, series: CheckinSeries, settings: Settings, now: datetime | None = None
 ) -> None:
     """Bring the future meetings in line with a changed cadence, time zone, start or
     duration, in the caller's transaction.
 
-    A meeting whose time the new rule still holds is kept (its check-in answers and
-    talking points with it); if only its length changed it gets a new REQUEST with a
-    raised SEQUENCE. A meeting the new rule no longer holds is cancelled (calendars get
-    a CANCEL), and the new times are materialised and invited."""
+    Meetings are moved, not replaced: the check-in answers, talking points and private
+    notes already written for "the next meeting", and the links both people were
+    mailed, belong to that meeting wherever it now falls. So the future meetings (held
+    or skipped ahead of time included) are paired in time order with the new times; a
+    paired meeting keeps its UID and links and gets the new time and length, a raised
+    SEQUENCE and a new REQUEST, which moves the event in both calendars. Meetings left
+    over are cancelled (CANCEL); new times left over are materialised."""
     now = now or utcnow()
     future = (
         await session.execute(
-            select(Meeting.id, Meeting.scheduled_at, Meeting.duration_minutes).where(
+            select(Meeting.id, Meeting.scheduled_at, Meeting.duration_minutes)
+            .where(
                 Meeting.series_id == series.id,
-                Meeting.status == "scheduled",
+                Meeting.status != "cancelled",
                 Meeting.scheduled_at > now,
             )
+            .order_by(Meeting.scheduled_at)
         )
     ).all()
-    gone = [m for m, at, _ in future if not occurs_at(series, at)]
-    gone_set = set(gone)
-    longer_or_shorter = [
-        m for m, at, minutes in future if minutes != series.duration_minutes and m not in gone_set
+    wanted = upcoming(series, now)
+    surplus = [m for m, _, _ in future[len(wanted) :]]
+    if surplus:
+        await _cancel(session, Meeting.id.in_(surplus), now)
+    pairs = [
+        (m, at, old_at)
+        for (m, old_at, minutes), at in zip(future, wanted, strict=False)
+        if at != old_at or minutes != series.duration_minutes
     ]
-    if gone:
-        await _cancel(session, Meeting.id.in_(gone), now)
-    if longer_or_shorter:
-        changed = (
+    # Pairing in order never crosses: a meeting moving later can only land on the time
+    # of one that moves later still, and one moving earlier on that of one moving
+    # earlier still. Moving the later ones from the last and the earlier ones from the
+    # first frees each time before it is taken.
+    later = sorted((p for p in pairs if p[1] > p[2]), key=lambda p: p[2], reverse=True)
+    others = sorted((p for p in pairs if p[1] <= p[2]), key=lambda p: p[2])
+    changed: list[tuple[uuid.UUID, int]] = []
+    for meeting_id, at, old_at in later + others:
+        if at != old_at:
+            await _park_cancelled(session, series.id, at)
+        sequence = (
             await session.execute(
                 update(Meeting)
-                .where(Meeting.id.in_(longer_or_shorter), Meeting.status == "scheduled")
+                .where(Meeting.id == meeting_id)
                 .values(
+                    scheduled_at=at,
                     duration_minutes=series.duration_minutes,
                     sequence=Meeting.sequence + 1,
                     updated_at=now,
                 )
-                .returning(Meeting.id, Meeting.sequence)
+                .returning(Meeting.sequence)
                 .execution_options(synchronize_session=False)
             )
-        ).all()
-        # The REQUEST still waiting for the old length would only say the same again.
-        await _withdraw_pending_invites(session, [m for m, _ in changed], now, REPLACED)
-        for meeting_id, sequence in changed:
-            await queue_invites(session, series.organization_id, meeting_id, sequence=sequence)
+        ).scalar_one()
+        changed.append((meeting_id, sequence))
+    # The REQUEST still waiting with the old time or length would only be overtaken.
+    await _withdraw_pending_invites(session, [m for m, _ in changed], now, REPLACED)
+    for meeting_id, sequence in changed:
+        await queue_invites(session, series.organization_id, meeting_id, sequence=sequence)
     await materialise_series(session, series, settings, now)
+
+
+async def _park_cancelled(session: AsyncSession, series_id: uuid.UUID, at: datetime) -> None:
+    """Free ``at`` from a cancelled meeting of the series so a live one can move there.
+
+    The unique (series, time) key covers cancelled rows too, and the cancelled one must
+    stay (its links answer 410 naming its time, its action items carry over), so it
+    steps forward by the smallest amount the column holds: a microsecond, which every
+    page and email, showing times to the minute, truncates away. A unique key on live
+    meetings only would make this unnecessary."""
+    parked = await session.scalar(
+        select(Meeting.id).where(
+            Meeting.series_id == series_id,
+            Meeting.scheduled_at == at,
+            Meeting.status == "cancelled",
+        )
+    )
+    if parked is None:
+        return
+    spot = at + timedelta(microseconds=1)
+    while await session.scalar(
+        select(Meeting.id).where(Meeting.series_id == series_id, Meeting.scheduled_at == spot)
+    ):
+        spot += timedelta(microseconds=1)
+    await session.execute(
+        update(Meeting)
+        .where(Meeting.id == parked)
+        .values(scheduled_at=spot)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def _create_links(
@@ -250,7 +290,9 @@ async def queue_invites(
 async def cancel_future_meetings(
     session: AsyncSession, series_ids: Sequence[uuid.UUID], now: datetime | None = None
 ) -> int:
-    """Cancel the scheduled meetings still to come and send both people a CANCEL."""
+    """Cancel the meetings still to come and send both people a CANCEL. One already
+    marked skipped (or held) ahead of time is cancelled too: its event is still in both
+    calendars, and an ended series keeps nothing to come."""
     now = now or utcnow()
     return await _cancel(
         session, and_(Meeting.series_id.in_(series_ids), Meeting.scheduled_at > now), now
@@ -258,7 +300,8 @@ async def cancel_future_meetings(
 
 
 async def _cancel(session: AsyncSession, which: ColumnElement[bool], now: datetime) -> int:
-    """Cancel the scheduled meetings ``which`` selects; returns how many.
+    """Cancel the meetings ``which`` selects that are not cancelled yet, whatever
+    their status (a skipped one is still in the calendars); returns how many.
 
     A CANCEL goes only to a person whose REQUEST went out (or is going out right now):
     their still-pending invites are withdrawn here instead, in this transaction, so a
@@ -275,7 +318,7 @@ async def _cancel(session: AsyncSession, which: ColumnElement[bool], now: dateti
     rows = (
         await session.execute(
             update(Meeting)
-            .where(which, Meeting.status == "scheduled")
+            .where(which, Meeting.status != "cancelled")
             .values(status="cancelled", sequence=Meeting.sequence + 1, updated_at=now)
             .returning(Meeting.id, Meeting.organization_id, Meeting.sequence)
             .execution_options(synchronize_session=False)
@@ -404,12 +447,19 @@ async def send_checkins(db: Database, settings: Settings) -> int:
     """Worker step: at the lead time before each meeting, send the report the check-in.
 
     A meeting is claimed by flipping ``checkin_sent`` from false in the transaction that
-    queues the email, so two workers never both send it."""
+    queues the email, so two workers never both send it. A series that asks no
+    questions sends nothing (an email leading to an empty form), and its meetings stay
+    unclaimed: questions added later still go out at the lead time."""
     now = utcnow()
     async with db.sessionmaker() as session:
         candidates = (
             await session.execute(
-                select(Meeting.id, Meeting.scheduled_at, CheckinSeries.checkin_lead_hours)
+                select(
+                    Meeting.id,
+                    Meeting.scheduled_at,
+                    CheckinSeries.checkin_lead_hours,
+                    CheckinSeries.questions,
+                )
                 .join(CheckinSeries, CheckinSeries.id == Meeting.series_id)
                 .where(
                     Meeting.status == "scheduled",
@@ -420,7 +470,11 @@ async def send_checkins(db: Database, settings: Settings) -> int:
                 )
             )
         ).all()
-    due = [m for m, at, lead in candidates if at - timedelta(hours=lead) <= now]
+    due = [
+        m
+        for m, at, lead, questions in candidates
+        if questions and at - timedelta(hours=lead) <= now
+    ]
     sent = 0
     for meeting_id in due:
         async with db.sessionmaker() as session, session.begin():

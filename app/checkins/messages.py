@@ -26,12 +26,16 @@ MESSAGES: dict[str, dict[str, str]] = {
         "status_heading": "Did the meeting take place?",
         "mark_held": "Mark as held",
         "mark_skipped": "Mark as skipped",
+        "status_heading_ahead": "Will the meeting take place?",
+        "status_hint_ahead": "It can be marked held once it has started.",
+        "mark_scheduled": "Undo: back to scheduled",
         "checkin": "Check-in",
         "checkin_intro": "A few questions before the meeting. {name} will see your answers.",
         "checkin_submit": "Send my check-in",
         "checkin_change": "Change my answers",
         "checkin_waiting": "{name} has not sent the check-in yet.",
         "checkin_missing": "The check-in was not filled in.",
+        "checkin_none": "There is no check-in for this meeting.",
         "your_answers": "Your answers",
         "their_answers": "Answers from {name}",
         "no_answer": "No answer",
@@ -68,8 +72,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         ),
         "cancelled_title": "This meeting was cancelled",
         "cancelled_body": (
-            "The meeting planned for {when} was cancelled. If it was moved, the new time "
-            "comes with its own invitation and link."
+            "The meeting planned for {when} was cancelled. A meeting that is only moved "
+            "keeps its link, so this one will not take place."
         ),
         "forbidden_title": "Only the other person can do this",
         "checkin_closed_title": "The check-in is closed",
@@ -79,6 +83,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         ),
         "report_only": "Only the person the check-in is for can send it.",
         "manager_only": "Only the manager can mark the meeting held or skipped.",
+        "not_started_title": "The meeting has not started yet",
+        "not_started_body": (
+            "A meeting can be marked held once it has started, at {when}. If it will not "
+            "take place, you can mark it skipped now."
+        ),
+        "ics_description": (
+            "Your meeting page (check-in, talking points, action items, your private notes): {link}"
+        ),
     },
     "fr": {
         "title": "Entretien individuel avec {name}",
@@ -91,12 +103,16 @@ MESSAGES: dict[str, dict[str, str]] = {
         "status_heading": "L’entretien a-t-il eu lieu ?",
         "mark_held": "Marquer comme tenu",
         "mark_skipped": "Marquer comme non tenu",
+        "status_heading_ahead": "L’entretien aura-t-il lieu ?",
+        "status_hint_ahead": "Il pourra être marqué comme tenu une fois commencé.",
+        "mark_scheduled": "Annuler : revenir à « Prévu »",
         "checkin": "Point préalable",
         "checkin_intro": ("Quelques questions avant l’entretien. {name} verra vos réponses."),
         "checkin_submit": "Envoyer mes réponses",
         "checkin_change": "Modifier mes réponses",
         "checkin_waiting": "{name} n’a pas encore envoyé ses réponses.",
         "checkin_missing": "Les questions préalables n’ont pas été remplies.",
+        "checkin_none": "Pas de questions préalables pour cet entretien.",
         "your_answers": "Vos réponses",
         "their_answers": "Réponses de {name}",
         "no_answer": "Pas de réponse",
@@ -134,8 +150,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         ),
         "cancelled_title": "Cet entretien a été annulé",
         "cancelled_body": (
-            "L’entretien prévu le {when} a été annulé. S’il a été déplacé, le nouvel horaire "
-            "arrive avec sa propre invitation et son propre lien."
+            "L’entretien prévu le {when} a été annulé. Un entretien simplement déplacé garde "
+            "son lien : celui-ci n’aura donc pas lieu."
         ),
         "forbidden_title": "Seule l’autre personne peut faire cela",
         "checkin_closed_title": "Les questions préalables sont closes",
@@ -145,6 +161,15 @@ MESSAGES: dict[str, dict[str, str]] = {
         ),
         "report_only": "Seule la personne à qui les questions sont destinées peut répondre.",
         "manager_only": "Seul le manager peut marquer l’entretien comme tenu ou non tenu.",
+        "not_started_title": "L’entretien n’a pas encore commencé",
+        "not_started_body": (
+            "Un entretien peut être marqué comme tenu une fois commencé, le {when}. S’il "
+            "n’aura pas lieu, vous pouvez dès maintenant le marquer comme non tenu."
+        ),
+        "ics_description": (
+            "Votre page d’entretien (questions préalables, sujets, actions, vos notes "
+            "personnelles) : {link}"
+        ),
     },
     "ar": {
         "title": "اجتماع فردي مع {name}",
@@ -157,12 +182,16 @@ MESSAGES: dict[str, dict[str, str]] = {
         "status_heading": "هل انعقد الاجتماع؟",
         "mark_held": "تحديد أنه انعقد",
         "mark_skipped": "تحديد أنه لم ينعقد",
+        "status_heading_ahead": "هل سينعقد الاجتماع؟",
+        "status_hint_ahead": "يمكن تحديد أنه انعقد بعد بدئه.",
+        "mark_scheduled": "تراجع: إعادته إلى «مجدول»",
         "checkin": "أسئلة ما قبل الاجتماع",
         "checkin_intro": "بعض الأسئلة قبل الاجتماع. سيرى {name} إجاباتك.",
         "checkin_submit": "إرسال إجاباتي",
         "checkin_change": "تعديل إجاباتي",
         "checkin_waiting": "لم يرسل {name} إجاباته بعد.",
         "checkin_missing": "لم تتم الإجابة عن أسئلة ما قبل الاجتماع.",
+        "checkin_none": "لا توجد أسئلة قبل هذا الاجتماع.",
         "your_answers": "إجاباتك",
         "their_answers": "إجابات {name}",
         "no_answer": "لا إجابة",
@@ -199,8 +228,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         ),
         "cancelled_title": "أُلغي هذا الاجتماع",
         "cancelled_body": (
-            "أُلغي الاجتماع الذي كان مقررًا في {when}. إذا نُقل إلى موعد آخر، فستصلك دعوة "
-            "جديدة برابط خاص بها."
+            "أُلغي الاجتماع الذي كان مقررًا في {when}. الاجتماع الذي يُنقل إلى موعد آخر "
+            "يحتفظ برابطه، لذا لن ينعقد هذا الاجتماع."
         ),
         "forbidden_title": "لا يمكن القيام بهذا إلا من الطرف الآخر",
         "checkin_closed_title": "أُغلقت أسئلة ما قبل الاجتماع",
@@ -209,6 +238,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         ),
         "report_only": "لا يرسل الإجابات إلا الشخص الموجهة إليه الأسئلة.",
         "manager_only": "لا يحدد انعقاد الاجتماع أو عدمه إلا المدير.",
+        "not_started_title": "لم يبدأ الاجتماع بعد",
+        "not_started_body": (
+            "يمكن تحديد أن الاجتماع انعقد بعد بدئه في {when}. وإذا كان لن ينعقد، فيمكنك "
+            "الآن تحديد أنه لم ينعقد."
+        ),
+        "ics_description": (
+            "صفحة اجتماعك (أسئلة ما قبل الاجتماع، نقاط النقاش، المهام، ملاحظاتك الخاصة): {link}"
+        ),
     },
 }
 

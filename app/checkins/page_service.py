@@ -6,12 +6,16 @@ exists, exactly like a survey link; the database never sees a token. Reading cha
 nothing (mail scanners and calendar apps open links). Every change is an *action*, the
 same typed model whether it comes as JSON from an app or as a form from the page:
 
-- ``submit_checkin``: the report only, while the meeting is scheduled, checked against
-  the series' questions by the survey answer rules; replaces earlier answers.
+- ``submit_checkin``: the report only, while the meeting is scheduled and the series
+  asks questions, checked against them by the survey answer rules; replaces earlier
+  answers.
 - ``add_talking_point`` / ``toggle_talking_point``: shared, either side.
 - ``add_action_item`` (text, owner) / ``toggle_action_item``: shared, either side.
 - ``save_note``: the writer's private note for this meeting; blank deletes it.
-- ``set_status`` held|skipped: the manager only.
+- ``set_status`` held|skipped|scheduled: the manager only. Held only once the meeting
+  has started (marking a future meeting held would close the check-in the report is
+  still to fill in); skipped at any time, since a manager knows ahead that they will
+  miss one, which closes the check-in too; scheduled undoes either, reopening it.
 
 Privacy is structural: the private note is read in one place, filtered by the link's
 role, so the other side's note never reaches a page; nothing in this module is reachable
@@ -105,8 +109,8 @@ class MeetingCancelled(PulseError):
 
     def __init__(self, access: Access) -> None:
         super().__init__(
-            f"the meeting of {access.scheduled_at.isoformat()} was cancelled; if it was "
-            "moved, the new time comes with its own link"
+            f"the meeting of {access.scheduled_at.replace(microsecond=0).isoformat()} was "
+            "cancelled; a meeting that is only moved keeps its link"
         )
         self.access = access
 
@@ -124,11 +128,32 @@ class NotYourRole(Forbidden):
 
 
 class CheckinClosed(Conflict):
+    """``message`` names the page string that explains it (messages.py)."""
+
     code = "checkin_closed"
+    message = "checkin_closed_body"
+
+    def __init__(self, access: Access, detail: str | None = None) -> None:
+        closed = "the check-in can only be sent while the meeting is scheduled"
+        super().__init__(detail or f"{closed}; it is {access.status}")
+        self.access = access
+
+
+class NoCheckin(CheckinClosed):
+    code = "no_checkin"
+    message = "checkin_none"
+
+    def __init__(self, access: Access) -> None:
+        super().__init__(access, "this series asks no check-in questions: there is nothing to send")
+
+
+class MeetingNotStarted(Conflict):
+    code = "meeting_not_started"
 
     def __init__(self, access: Access) -> None:
         super().__init__(
-            f"the check-in can only be sent while the meeting is scheduled; it is {access.status}"
+            f"the meeting starts at {access.scheduled_at.isoformat()}; it can be marked held "
+            "once it has started (mark it skipped if it will not take place)"
         )
         self.access = access
 
@@ -200,7 +225,15 @@ class Access:
 
     @property
     def can_submit_checkin(self) -> bool:
-        return self.role == "report" and self.status == "scheduled"
+        return self.role == "report" and self.status == "scheduled" and bool(self.questions)
+
+    def settable_statuses(self, now: datetime) -> list[Status]:
+        """What ``set_status`` accepts from this link at ``now`` (see the module
+        docstring)."""
+        if self.role != "manager" or self.status == "cancelled":
+            return []
+        started: list[Status] = ["held"] if self.scheduled_at <= now else []
+        return [*started, "skipped", "scheduled"]
 
     @property
     def allowed_actions(self) -> list[str]:
@@ -314,7 +347,10 @@ class CheckinState(BaseModel):
     answers: dict[str, Any] | None = Field(
         description="Question key → answer, once the report has sent them; null before."
     )
-    can_submit: bool = Field(description="True for the report while the meeting is scheduled.")
+    can_submit: bool = Field(
+        description="True for the report while the meeting is scheduled, if the series asks "
+        "questions (a series may ask none: then there is no check-in at all)."
+    )
 
 
 class TalkingPointRead(BaseModel):
@@ -400,6 +436,7 @@ class MeetingDocument(BaseModel):
                         "toggle_action_item",
                         "save_note",
                     ],
+                    "settable_statuses": [],
                 }
             ]
         }
@@ -416,6 +453,11 @@ class MeetingDocument(BaseModel):
     )
     note: NoteRead | None = Field(description="The reader's own private note; nobody else's.")
     allowed_actions: list[str] = Field(description="The actions this link may POST now.")
+    settable_statuses: list[Status] = Field(
+        description="The statuses set_status accepts now, for the manager: held once the "
+        "meeting has started, skipped at any time, scheduled to undo either; empty for the "
+        "report."
+    )
 
 
 def _localized(value: str | Mapping[str, str], wanted: Sequence[str]) -> tuple[str, str | None]:
@@ -577,6 +619,7 @@ async def meeting_document(session: AsyncSession, access: Access) -> MeetingDocu
         ],
         note=None if note is None else NoteRead(text=note.text, updated_at=note.updated_at),
         allowed_actions=access.allowed_actions,
+        settable_statuses=access.settable_statuses(utcnow()),
     )
 
 
@@ -656,8 +699,10 @@ class SaveNote(ActionBase):
 
 
 class SetStatus(ActionBase):
+    """``scheduled`` undoes held or skipped."""
+
     action: Literal["set_status"]
-    status: Literal["held", "skipped"]
+    status: Literal["held", "skipped", "scheduled"]
 
 
 MeetingAction = Annotated[
@@ -803,7 +848,8 @@ async def _act(
 
 async def act(session: AsyncSession, settings: Settings, token: str, action: ActionBase) -> Access:
     """Apply one action through a link; MeetingLinkNotFound, MeetingCancelled,
-    NotYourRole, CheckinClosed or ActionInvalid otherwise, with nothing written."""
+    NotYourRole, CheckinClosed (NoCheckin), MeetingNotStarted or ActionInvalid
+    otherwise, with nothing written."""
     return await _act(session, settings, token, lambda _access: action)
 
 
@@ -855,6 +901,8 @@ async def _apply(session: AsyncSession, access: Access, action: ActionBase, now:
             raise NotYourRole(
                 access, "only the manager marks the meeting held or skipped", "manager_only"
             )
+        if action.status not in access.settable_statuses(now):
+            raise MeetingNotStarted(access)  # held is the one status that waits
         await session.execute(
             update(Meeting)
             .where(Meeting.id == access.meeting_id)
@@ -896,6 +944,8 @@ async def _submit_checkin(
 ) -> None:
     if access.role != "report":
         raise NotYourRole(access, "only the report sends the check-in", "report_only")
+    if access.status == "scheduled" and not access.questions:
+        raise NoCheckin(access)
     if not access.can_submit_checkin:
         raise CheckinClosed(access)
     stored, problems = stored_answers(access.questions, answers)
@@ -998,6 +1048,9 @@ async def invite(session: AsyncSession, settings: Settings, token: str) -> tuple
     manager = people[series.manager_id]
     report = people[series.employee_id]
     url = f"{settings.public_base_url}/m/{token}"
+    # The person's own locale, as their emailed invite uses, not the page's chain: the
+    # same event must not change language depending on where it was fetched from.
+    summary, description = ics.wording(access.locale, access.other_name, url)
     method: ics.Method = "CANCEL" if access.status == "cancelled" else "REQUEST"
     body = ics.build_invite(
         meeting_id=access.meeting_id,
@@ -1008,8 +1061,8 @@ async def invite(session: AsyncSession, settings: Settings, token: str) -> tuple
         timezone=access.series_timezone,
         manager=ics.Person(manager.name, manager.email),
         report=ics.Person(report.name, report.email),
-        summary=f"1:1 {manager.name} / {report.name}",
-        description=f"Your meeting page (check-in, talking points, action items): {url}",
+        summary=summary,
+        description=description,
         url=url,
     )
     return body, method

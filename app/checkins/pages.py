@@ -46,6 +46,7 @@ from app.checkins.page_service import (
     MeetingCancelled,
     MeetingDocument,
     MeetingLinkNotFound,
+    MeetingNotStarted,
     NotYourRole,
 )
 from app.core.config import Settings
@@ -115,6 +116,7 @@ def _when(moment: datetime, timezone: str) -> Markup:
     """A time for people: in their zone, ISO-like (readable in every language, no
     locale data needed), isolated so a right-to-left sentence does not reorder it."""
     zone, name = _zone(timezone)
+    moment = moment.replace(microsecond=0)  # a cancelled meeting may sit a µs off its time
     return Markup('<bdi><time datetime="{}">{} ({})</time></bdi>').format(
         moment.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         moment.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
@@ -265,7 +267,9 @@ def _error_page(request: Request, exc: Exception) -> HTMLResponse:
     is, else in the browser's (Accept-Language)."""
     token = request.path_params.get("token", "")
     back = f"{request.scope.get('root_path', '')}/m/{token}"
-    if isinstance(exc, MeetingCancelled | NotYourRole | CheckinClosed | ActionInvalid):
+    if isinstance(
+        exc, MeetingCancelled | NotYourRole | CheckinClosed | MeetingNotStarted | ActionInvalid
+    ):
         access = exc.access
         locale = access.ui_locale
         context: dict[str, Any] = {"organization": access.organization_name, "back": back}
@@ -288,9 +292,13 @@ def _error_page(request: Request, exc: Exception) -> HTMLResponse:
         elif isinstance(exc, CheckinClosed):
             title = messages.text(locale, "checkin_closed_title")
             body = messages.text(
-                locale,
-                "checkin_closed_body",
-                status=messages.text(locale, f"status_{access.status}"),
+                locale, exc.message, status=messages.text(locale, f"status_{access.status}")
+            )
+        elif isinstance(exc, MeetingNotStarted):
+            title = messages.text(locale, "not_started_title")
+            body = _fill(
+                messages.text(locale, "not_started_body"),
+                when=_when(access.scheduled_at, access.timezone),
             )
         else:
             title, body = messages.text(locale, "error"), messages.text(locale, "err_form")
@@ -454,7 +462,10 @@ async def _form_items(request: Request) -> list[tuple[str, str]]:
         },
         **PAGE_RESPONSES,
         403: _html("An action for the other participant (marking held/skipped, the check-in)"),
-        409: _html("The check-in is closed: the meeting is no longer scheduled"),
+        409: _html(
+            "The check-in is closed (the meeting is no longer scheduled, or the series asks "
+            "no questions), or the meeting is marked held before it has started"
+        ),
         422: _html("The page again, the error beside its form, what was typed kept"),
     },
     openapi_extra={
@@ -534,6 +545,8 @@ async def meeting_action(
     """Change the meeting through a link, one action per request; answers the meeting
     as it now is. 403 for the other side's actions (set_status is the manager's,
     submit_checkin the report's), 409 for a check-in once the meeting is no longer
-    scheduled, 422 naming each bad field."""
+    scheduled or when the series asks no questions, and for marking a meeting held
+    before it has started (skipped may be set ahead, scheduled undoes either), 422
+    naming each bad field."""
     access = await page_service.act(session, _settings(request), token, action)
     return await page_service.meeting_document(session, access)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -56,6 +56,25 @@ SERIES_EXAMPLE: dict[str, Any] = {
 }
 
 
+def rule_problem(rrule: str, starts_at: datetime, timezone: str) -> tuple[str, str] | None:
+    """The field to blame and why, when the rule has no occurrence from ``starts_at``.
+
+    A rule that would run from today but not from this start (9999-12-31, or after its
+    own UNTIL) is a bad start, not a bad rule: naming ``rrule`` there sends people to
+    fix the wrong field."""
+    try:
+        # check_rule, not parse_rule: a rule that never occurs (COUNT=0, 30 February,
+        # an UNTIL before the start) would make a series with no meetings at all.
+        check_rule(rrule, starts_at, timezone)
+    except ValueError as exc:
+        try:
+            check_rule(rrule, datetime.now(UTC), timezone)
+        except ValueError:
+            return "rrule", str(exc)
+        return "starts_at", "the rule has no occurrence at or after this time"
+    return None
+
+
 def _check_keys(questions: list[Question]) -> None:
     keys = [q.key for q in questions]
     dupes = sorted({k for k in keys if keys.count(k) > 1})
@@ -83,20 +102,18 @@ class CheckinCreate(BaseModel):
             raise ValueError("employee_id: a manager cannot hold a one-on-one with themselves")
         if self.starts_at.tzinfo is None:
             raise ValueError("starts_at: needs a UTC offset, e.g. 2027-01-05T00:00:00+01:00")
-        try:
-            # check_rule, not parse_rule: a rule that never occurs (COUNT=0, 30 February,
-            # an UNTIL before the start) would make a series with no meetings at all.
-            check_rule(self.rrule, self.starts_at, self.timezone)
-        except ValueError as exc:
-            raise ValueError(f"rrule: {exc}") from exc
+        problem = rule_problem(self.rrule, self.starts_at, self.timezone)
+        if problem is not None:
+            raise ValueError(f"{problem[0]}: {problem[1]}")
         if self.questions:
             _check_keys(self.questions)
         return self
 
 
 class CheckinUpdate(BaseModel):
-    """Every field optional. A new cadence, time zone, start or duration cancels the
-    future meetings (calendars get a CANCEL) and schedules new ones."""
+    """Every field optional. A new cadence, time zone, start or duration moves the
+    future meetings (same links and content; calendars get an updated REQUEST),
+    cancels those the new cadence has no room for and schedules any it adds."""
 
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"duration_minutes": 45}]}

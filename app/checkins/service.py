@@ -12,12 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.checkins import meetings
 from app.checkins.models import CheckinSeries, Meeting
-from app.checkins.schemas import DEFAULT_QUESTIONS, CheckinCreate, CheckinUpdate
+from app.checkins.schemas import DEFAULT_QUESTIONS, CheckinCreate, CheckinUpdate, rule_problem
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.employees.models import Employee
-from app.scheduling.recurrence import check_rule
 
 SCHEDULE_FIELDS = ("rrule", "timezone", "starts_at", "duration_minutes")
 
@@ -121,10 +120,9 @@ async def update_series(
     rrule = changes.get("rrule", series.rrule)
     timezone = changes.get("timezone", series.timezone)
     starts_at = changes.get("starts_at", series.starts_at)
-    try:
-        check_rule(rrule, starts_at, timezone)
-    except ValueError as exc:
-        raise Unprocessable.field(["body", "rrule"], str(exc)) from exc
+    problem = rule_problem(rrule, starts_at, timezone)
+    if problem is not None:
+        raise Unprocessable.field(["body", problem[0]], problem[1])
     reschedule = any(f in changes and changes[f] != getattr(series, f) for f in SCHEDULE_FIELDS)
     for field in ("rrule", "timezone", "starts_at", "duration_minutes", "checkin_lead_hours"):
         if field in changes:
@@ -134,8 +132,8 @@ async def update_series(
     series.updated_at = utcnow()
     await session.flush()
     if reschedule:
-        # Calendars get a CANCEL for the times that went and a REQUEST for the new ones;
-        # meetings at times the new rule keeps stay, answers and talking points included.
+        # Meetings move (links, answers and talking points with them); calendars get a
+        # REQUEST for each moved one and a CANCEL only for those the new rule drops.
         await meetings.reschedule_series(session, series, settings)
     return series
 

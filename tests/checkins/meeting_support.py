@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.checkins.models import Meeting, MeetingLink
 from app.core.config import Settings
@@ -63,6 +63,19 @@ async def meeting_links(db: Database, settings: Settings, series_id: str) -> lis
         else:
             entry.report = token
     return sorted(found.values(), key=lambda m: m.scheduled_at)
+
+
+async def start_meeting(
+    db: Database, meeting_id: uuid.UUID, ago: timedelta = timedelta(minutes=5)
+) -> datetime:
+    """Move a meeting's start into the past, as if the clock had reached it: only a
+    started meeting may be marked held. Returns the new start."""
+    at = datetime.now(UTC) - ago
+    async with db.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Meeting).where(Meeting.id == meeting_id).values(scheduled_at=at)
+        )
+    return at
 
 
 def person(email: str, locale: str, **extra: Any) -> dict[str, Any]:

@@ -307,3 +307,45 @@ async def test_arabic_recipient_gets_the_invite_in_arabic(
         assert str(message["Subject"]).startswith("One-on-one with ليلى")
         html = body(message, "html")
         assert 'lang="en" dir="ltr"' in html
+
+
+async def test_the_calendar_event_speaks_each_recipients_language(
+    client: httpx.AsyncClient,
+    org: Org,
+    db: Database,
+    settings: Settings,
+    smtp: SmtpServer,
+    smtp_settings: Settings,
+) -> None:
+    manager = await employee(client, org, "maya@acme.test", "en", name="Maya")
+    report = await employee(client, org, "layla@acme.test", "ar", name="ليلى")
+    series_id = await create_series(client, org, manager, report)
+    await deliver_outbox(db, smtp_settings)
+    mailed = mailed_events(smtp.received)
+    own = {(p.meeting_id, p.role): p.token for p in await meeting_links(db, settings, series_id)}
+
+    for (uid, recipient), got in mailed.items():
+        meeting_id = uuid.UUID(uid.removeprefix("meeting-").removesuffix("@pulse"))
+        role = "report" if recipient == "layla@acme.test" else "manager"
+        link = f"{settings.public_base_url}/m/{own[(meeting_id, role)]}"
+        summary, description = str(got.event["SUMMARY"]), str(got.event["DESCRIPTION"])
+        if role == "report":
+            assert summary == "اجتماع فردي مع Maya"
+            assert description.startswith("صفحة اجتماعك (أسئلة ما قبل الاجتماع")
+        else:
+            assert summary == "One-on-one with ليلى"
+            assert description.startswith("Your meeting page (check-in")
+        assert description.endswith(link)
+
+    # The file behind the page's "Add to calendar" says the same as the mailed one, here
+    # for a French manager.
+    claire = await employee(client, org, "claire@acme.test", "fr", name="Claire")
+    french = await create_series(client, org, claire, report)
+    token = next(p.token for p in await meeting_links(db, settings, french) if p.role == "manager")
+    response = await client.get(f"/m/{token}/invite.ics")
+    event = only_event(icalendar.Calendar.from_ical(response.content))
+    assert str(event["SUMMARY"]) == "Entretien individuel avec ليلى"
+    assert str(event["DESCRIPTION"]) == (
+        "Votre page d’entretien (questions préalables, sujets, actions, vos notes "
+        f"personnelles) : {settings.public_base_url}/m/{token}"
+    )

@@ -452,13 +452,126 @@ async def test_a_deactivated_person_ends_their_series_at_the_next_worker_step(
     assert per_person == {"maya@acme.test": n, "bo@acme.test": n + m, "cy@acme.test": m}
 
 
-# --- rescheduling ---------------------------------------------------------------------
+async def _set_status(
+    client: httpx.AsyncClient, db: Database, settings: Settings, meeting_id: uuid.UUID, status: str
+) -> None:
+    """The manager marks a meeting, through their link."""
+    [token] = [
+        p.token
+        for p in await meeting_links(db, settings, str(await _series_of(db, meeting_id)))
+        if p.meeting_id == meeting_id and p.role == "manager"
+    ]
+    response = await client.post(
+        f"/v1/meetings/{token}", json={"action": "set_status", "status": status}
+    )
+    assert response.status_code == 200, response.text
 
 
-async def test_a_new_cadence_cancels_the_old_times_and_invites_to_the_new(
+async def _series_of(db: Database, meeting_id: uuid.UUID) -> uuid.UUID:
+    async with db.sessionmaker() as session:
+        series_id = await session.scalar(select(Meeting.series_id).where(Meeting.id == meeting_id))
+    assert series_id is not None
+    return series_id
+
+
+@pytest.mark.parametrize("how", ["series ended", "report deactivated"])
+async def test_ending_a_series_cancels_a_meeting_skipped_ahead_too(
     client: httpx.AsyncClient,
     org: Org,
     db: Database,
+    settings: Settings,
+    smtp: SmtpServer,
+    smtp_settings: Settings,
+    how: str,
+) -> None:
+    manager, report = await _people(client, org)
+    series_id = await create_series(client, org, manager, report)
+    await deliver_outbox(db, smtp_settings)
+    invites = mailed_events(smtp.received)
+    before = await _meetings(db, series_id)
+    # The first meeting took place and was marked held; the manager already knows they
+    # will miss the second.
+    await _set_time(db, before[0].id, utcnow() - timedelta(hours=2))
+    await _set_status(client, db, settings, before[0].id, "held")
+    await _set_status(client, db, settings, before[1].id, "skipped")
+
+    if how == "series ended":
+        response = await client.delete(f"/v1/checkins/{series_id}", headers=org.admin)
+        assert response.status_code == 204
+    else:
+        response = await client.delete(f"/v1/employees/{report}", headers=org.admin)
+        assert response.status_code == 204
+        assert await meetings.end_series_of_inactive(db, settings) == 1
+
+    hr = await client.get(f"/v1/checkins/{series_id}/meetings", headers=org.admin)
+    statuses = [m["status"] for m in hr.json()["items"]]
+    assert statuses == ["held"] + ["cancelled"] * (len(before) - 1)
+    await deliver_outbox(db, smtp_settings)
+    cancels = mailed_events(smtp.received[len(invites) :])
+    skipped_uid = f"meeting-{before[1].id}@pulse"
+    for person in ("maya@acme.test", "bo@acme.test"):
+        got = cancels[(skipped_uid, person)]
+        assert str(got.calendar["METHOD"]) == "CANCEL"
+        assert int(got.event["SEQUENCE"]) > int(invites[(skipped_uid, person)].event["SEQUENCE"])
+    assert len(cancels) == 2 * (len(before) - 1)
+    assert f"meeting-{before[0].id}@pulse" not in {uid for uid, _ in cancels}
+
+
+async def test_a_new_length_reaches_a_meeting_skipped_ahead_too(
+    client: httpx.AsyncClient,
+    org: Org,
+    db: Database,
+    settings: Settings,
+    smtp: SmtpServer,
+    smtp_settings: Settings,
+) -> None:
+    manager, report = await _people(client, org)
+    series_id = await create_series(client, org, manager, report)
+    await deliver_outbox(db, smtp_settings)
+    sent = len(smtp.received)
+    before = await _meetings(db, series_id)
+    await _set_status(client, db, settings, before[1].id, "skipped")
+
+    response = await client.patch(
+        f"/v1/checkins/{series_id}", json={"duration_minutes": 45}, headers=org.admin
+    )
+    assert response.status_code == 200, response.text
+
+    after = {m.id: m for m in await _meetings(db, series_id)}
+    skipped = after[before[1].id]
+    assert (skipped.status, skipped.sequence, skipped.duration_minutes) == ("skipped", 1, 45)
+    await deliver_outbox(db, smtp_settings)
+    mailed = mailed_events(smtp.received[sent:])
+    for person in ("maya@acme.test", "bo@acme.test"):
+        event = mailed[(f"meeting-{skipped.id}@pulse", person)].event
+        assert int(event["SEQUENCE"]) == 1
+        assert event["DTEND"].dt - event["DTSTART"].dt == timedelta(minutes=45)
+    assert len(mailed) == 2 * len(after)
+
+
+# --- rescheduling ---------------------------------------------------------------------
+
+
+async def _write_for(client: httpx.AsyncClient, manager: str, report: str) -> None:
+    """What people prepare for a meeting, through their links: the check-in, a talking
+    point, an action item and each side's private note."""
+    steps = [
+        (report, {"action": "submit_checkin", "answers": {"feeling": 4, "on_mind": "Move"}}),
+        (report, {"action": "add_talking_point", "text": "Conference budget"}),
+        (manager, {"action": "add_action_item", "text": "Book it", "owner": "report"}),
+        (manager, {"action": "save_note", "text": "Ask about the move"}),
+        (report, {"action": "save_note", "text": "Mention the course"}),
+    ]
+    for token, action in steps:
+        response = await client.post(f"/v1/meetings/{token}", json=action)
+        assert response.status_code == 200, response.text
+
+
+async def test_a_new_cadence_moves_each_meeting_with_its_uid_links_and_content(
+    client: httpx.AsyncClient,
+    org: Org,
+    db: Database,
+    settings: Settings,
     smtp: SmtpServer,
     smtp_settings: Settings,
 ) -> None:
@@ -467,51 +580,63 @@ async def test_a_new_cadence_cancels_the_old_times_and_invites_to_the_new(
     await deliver_outbox(db, smtp_settings)
     sent = len(smtp.received)
     mondays = await _meetings(db, series_id)
+    tokens = {(p.meeting_id, p.role): p.token for p in await meeting_links(db, settings, series_id)}
+    first = mondays[0].id
+    await _write_for(client, tokens[(first, "manager")], tokens[(first, "report")])
 
     response = await client.patch(
         f"/v1/checkins/{series_id}", json={"rrule": TUESDAYS}, headers=org.admin
     )
     assert response.status_code == 200, response.text
-    rows = await _meetings(db, series_id)
-    old = [m for m in rows if m.id in {x.id for x in mondays}]
-    new = [m for m in rows if m.id not in {x.id for x in mondays}]
-    assert all((m.status, m.sequence) == ("cancelled", 1) for m in old)
-    assert len(new) == len(mondays)
-    assert all(m.status == "scheduled" for m in new)
-    assert {m.scheduled_at.astimezone(BERLIN).weekday() for m in new} == {1}
 
+    rows = await _meetings(db, series_id)
+    live = [m for m in rows if m.status != "cancelled"]
+    moved = min(len(mondays), len(live))
+    # The same meetings, in the same order, now on Tuesdays at 09:00.
+    assert [m.id for m in live[:moved]] == [m.id for m in mondays[:moved]]
+    assert all(
+        m.scheduled_at.astimezone(BERLIN).weekday() == 1
+        and m.scheduled_at.astimezone(BERLIN).hour == 9
+        for m in live
+    )
+    assert [(m.status, m.sequence) for m in live[:moved]] == [("scheduled", 1)] * moved
+    # Both people's links still open the first meeting, at its new time, with what they
+    # wrote for it.
+    report_doc = (await client.get(f"/v1/meetings/{tokens[(first, 'report')]}")).json()
+    manager_doc = (await client.get(f"/v1/meetings/{tokens[(first, 'manager')]}")).json()
+    assert datetime.fromisoformat(report_doc["meeting"]["scheduled_at"]) == live[0].scheduled_at
+    assert report_doc["checkin"]["answers"] == {"feeling": 4, "on_mind": "Move"}
+    assert [p["text"] for p in report_doc["talking_points"]] == ["Conference budget"]
+    assert [i["text"] for i in report_doc["action_items"]] == ["Book it"]
+    assert report_doc["note"]["text"] == "Mention the course"
+    assert manager_doc["note"]["text"] == "Ask about the move"
+    page = await client.get(f"/m/{tokens[(first, 'manager')]}")
+    assert page.status_code == 200
+    assert "Conference budget" in page.text
+    # Calendars move the event they have (same UID, higher SEQUENCE): no CANCEL.
     await deliver_outbox(db, smtp_settings)
     mailed = mailed_events(smtp.received[sent:])
-    methods = {uid: str(got.calendar["METHOD"]) for (uid, _), got in mailed.items()}
-    assert methods == {
-        **{f"meeting-{m.id}@pulse": "CANCEL" for m in old},
-        **{f"meeting-{m.id}@pulse": "REQUEST" for m in new},
-    }
-    assert len(mailed) == 2 * (len(old) + len(new))
+    assert await _outbox(db, "meeting_cancel") == []
+    for m in live[:moved]:
+        for person in ("maya@acme.test", "bo@acme.test"):
+            got = mailed[(f"meeting-{m.id}@pulse", person)]
+            assert str(got.calendar["METHOD"]) == "REQUEST"
+            assert int(got.event["SEQUENCE"]) == 1
+            assert got.event["DTSTART"].dt == m.scheduled_at
+    assert len(mailed) == 2 * len(live)
 
-    # Back to Mondays: the Monday meetings are scheduled again (same UID, higher
-    # SEQUENCE, no second row for the same time) and the Tuesdays go.
-    sent = len(smtp.received)
+    # Back to Mondays: the same meetings move back.
     response = await client.patch(
         f"/v1/checkins/{series_id}", json={"rrule": MONDAYS}, headers=org.admin
     )
     assert response.status_code == 200, response.text
-    rows = await _meetings(db, series_id)
-    assert len(rows) == len(old) + len(new)
-    assert [(m.id, m.status, m.sequence) for m in rows if m.id in {x.id for x in old}] == [
-        (m.id, "scheduled", 2) for m in old
-    ]
-    assert {m.status for m in rows if m.id in {x.id for x in new}} == {"cancelled"}
-    await deliver_outbox(db, smtp_settings)
-    again = mailed_events(smtp.received[sent:])
-    for m in old:
-        for person in ("maya@acme.test", "bo@acme.test"):
-            event = again[(f"meeting-{m.id}@pulse", person)]
-            assert str(event.calendar["METHOD"]) == "REQUEST"
-            assert int(event.event["SEQUENCE"]) == 2
+    back = [m for m in await _meetings(db, series_id) if m.status != "cancelled"]
+    assert [m.id for m in back[:moved]] == [m.id for m in mondays[:moved]]
+    assert [m.scheduled_at for m in back[:moved]] == [m.scheduled_at for m in mondays[:moved]]
+    assert {m.sequence for m in back[:moved]} == {2}
 
 
-async def test_a_cadence_changed_and_back_before_the_worker_ran_cancels_nothing(
+async def test_a_cadence_changed_and_back_before_the_worker_ran_sends_one_request_each(
     client: httpx.AsyncClient,
     org: Org,
     db: Database,
@@ -528,9 +653,8 @@ async def test_a_cadence_changed_and_back_before_the_worker_ran_cancels_nothing(
             f"/v1/checkins/{series_id}", json={"rrule": rrule}, headers=org.admin
         )
         assert response.status_code == 200, response.text
-    # The Monday CANCELs queued by the first change are not sent: their meetings are on
-    # again, and a CANCEL now would carry the new SEQUENCE and remove the live event.
-    # The Tuesday invites never went out, so the Tuesdays need no CANCEL either.
+    # The Tuesday REQUESTs were overtaken before any went out; only the last one of each
+    # meeting is sent, and nothing was ever cancelled.
     await deliver_outbox(db, smtp_settings)
     mailed = mailed_events(smtp.received[sent:])
     assert set(mailed) == {
@@ -541,9 +665,82 @@ async def test_a_cadence_changed_and_back_before_the_worker_ran_cancels_nothing(
     for got in mailed.values():
         assert str(got.calendar["METHOD"]) == "REQUEST"
         assert int(got.event["SEQUENCE"]) == 2
-    skipped = [m for m in await _outbox(db, "meeting_cancel") if m.status == "cancelled"]
-    assert len(skipped) == 2 * len(mondays)
-    assert {m.last_reply for m in skipped} == {"not sent: the meeting is scheduled again"}
+    assert await _outbox(db, "meeting_cancel") == []
+    replaced = [m for m in await _outbox(db, "meeting_invite") if m.status == "cancelled"]
+    assert len(replaced) == 2 * len(mondays)
+    assert {m.last_reply for m in replaced} == {"not sent: replaced by a newer invitation"}
+
+
+async def test_a_sparser_cadence_moves_the_next_meetings_and_cancels_the_rest(
+    client: httpx.AsyncClient,
+    org: Org,
+    db: Database,
+    settings: Settings,
+    smtp: SmtpServer,
+    smtp_settings: Settings,
+) -> None:
+    manager, report = await _people(client, org)
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).astimezone(BERLIN)
+    series_id = await create_series(
+        client, org, manager, report, rrule=MONDAYS, starts_at=tomorrow.isoformat()
+    )
+    await deliver_outbox(db, smtp_settings)
+    sent = len(smtp.received)
+    weekly = await _meetings(db, series_id)
+    tokens = {(p.meeting_id, p.role): p.token for p in await meeting_links(db, settings, series_id)}
+    second = weekly[1].id
+    await _write_for(client, tokens[(second, "manager")], tokens[(second, "report")])
+
+    fortnightly = "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO;BYHOUR=9;BYMINUTE=0"
+    response = await client.patch(
+        f"/v1/checkins/{series_id}", json={"rrule": fortnightly}, headers=org.admin
+    )
+    assert response.status_code == 200, response.text
+
+    rows = await _meetings(db, series_id)
+    live = [m for m in rows if m.status != "cancelled"]
+    gone = [m for m in rows if m.status == "cancelled"]
+    assert len(live) >= 4
+    assert [m.id for m in live] == [m.id for m in weekly[: len(live)]]
+    assert {b.scheduled_at - a.scheduled_at for a, b in itertools.pairwise(live)} <= {
+        timedelta(weeks=2),
+        timedelta(weeks=2, hours=1),
+        timedelta(weeks=2, hours=-1),
+    }
+    assert sorted(m.id for m in gone) == sorted(m.id for m in weekly[len(live) :])
+    # The second meeting is still the second, two weeks on, with what was written for it.
+    doc = (await client.get(f"/v1/meetings/{tokens[(second, 'report')]}")).json()
+    assert datetime.fromisoformat(doc["meeting"]["scheduled_at"]) == live[1].scheduled_at
+    assert [p["text"] for p in doc["talking_points"]] == ["Conference budget"]
+    # A cancelled one still says when it was planned, to the minute (in Bo's zone, the
+    # organization's UTC).
+    before = {m.id: m.scheduled_at for m in weekly}
+    for m in gone:
+        page = await client.get(f"/m/{tokens[(m.id, 'report')]}")
+        assert page.status_code == 410
+        assert before[m.id].strftime("%Y-%m-%d %H:%M (UTC)") in page.text
+
+    await deliver_outbox(db, smtp_settings)
+    mailed = mailed_events(smtp.received[sent:])
+    methods = {uid: str(got.calendar["METHOD"]) for (uid, _), got in mailed.items()}
+    # Whether the first Monday is one of the fortnight's depends on the week the series
+    # started in; a meeting that kept its time kept its invite too.
+    moved = [m for m in live if m.scheduled_at != before[m.id]]
+    assert all(m.sequence == 1 for m in moved)
+    assert all(m.sequence == 0 for m in live if m not in moved)
+    assert methods == {
+        **{f"meeting-{m.id}@pulse": "REQUEST" for m in moved},
+        **{f"meeting-{m.id}@pulse": "CANCEL" for m in gone},
+    }
+
+    # Weekly again: one live meeting at every Monday, the moved ones first.
+    response = await client.patch(
+        f"/v1/checkins/{series_id}", json={"rrule": MONDAYS}, headers=org.admin
+    )
+    assert response.status_code == 200, response.text
+    again = [m for m in await _meetings(db, series_id) if m.status != "cancelled"]
+    assert [m.scheduled_at for m in again] == [m.scheduled_at for m in weekly]
+    assert [m.id for m in again[: len(live)]] == [m.id for m in live]
 
 
 async def test_a_new_length_keeps_the_meetings_and_updates_the_invites(
@@ -616,3 +813,81 @@ async def test_checkin_goes_to_the_report_once_at_the_lead_time(
         own = f"/m/{tokens[(meeting.id, 'report')]}"
         assert sum(own in text for text in texts) == 1
         assert not any(tokens[(meeting.id, "manager")] in text for text in texts)
+
+
+async def test_a_meeting_skipped_ahead_gets_its_checkin_only_once_undone(
+    client: httpx.AsyncClient,
+    org: Org,
+    db: Database,
+    settings: Settings,
+    smtp: SmtpServer,
+    smtp_settings: Settings,
+) -> None:
+    manager, report = await _people(client, org)
+    series_id = await create_series(client, org, manager, report)
+    rows = await _meetings(db, series_id)
+    await _set_status(client, db, settings, rows[0].id, "skipped")
+    await _set_time(db, rows[0].id, utcnow() + timedelta(hours=23))  # inside the lead
+
+    assert await meetings.send_checkins(db, settings) == 0
+
+    await _set_status(client, db, settings, rows[0].id, "scheduled")
+    assert await meetings.send_checkins(db, settings) == 1
+    await deliver_outbox(db, smtp_settings)
+    checkins = [r for r in smtp.received if r.message["X-Pulse-Kind"] == "checkin_request"]
+    assert [r.rcpt_tos for r in checkins] == [["bo@acme.test"]]
+
+
+async def test_a_series_without_questions_sends_no_checkin(
+    client: httpx.AsyncClient,
+    org: Org,
+    db: Database,
+    settings: Settings,
+    smtp: SmtpServer,
+    smtp_settings: Settings,
+) -> None:
+    manager, report = await _people(client, org)
+    series_id = await create_series(client, org, manager, report, questions=[])
+    rows = await _meetings(db, series_id)
+    await _set_time(db, rows[0].id, utcnow() + timedelta(hours=23))  # inside the lead
+
+    assert await meetings.send_checkins(db, settings) == 0
+    await deliver_outbox(db, smtp_settings)
+    kinds = {r.message["X-Pulse-Kind"] for r in smtp.received}
+    assert kinds == {"meeting_invite"}
+
+    # Questions added later are asked at the lead time, as for any series.
+    question = {"key": "wins", "kind": "text", "prompt": {"en": "Any wins?"}}
+    response = await client.patch(
+        f"/v1/checkins/{series_id}", json={"questions": [question]}, headers=org.admin
+    )
+    assert response.status_code == 200, response.text
+    assert await meetings.send_checkins(db, settings) == 1
+    await deliver_outbox(db, smtp_settings)
+    checkins = [r for r in smtp.received if r.message["X-Pulse-Kind"] == "checkin_request"]
+    assert [r.rcpt_tos for r in checkins] == [["bo@acme.test"]]
+
+
+async def test_a_checkin_queued_before_its_questions_were_removed_is_not_sent(
+    client: httpx.AsyncClient,
+    org: Org,
+    db: Database,
+    settings: Settings,
+    smtp: SmtpServer,
+    smtp_settings: Settings,
+) -> None:
+    manager, report = await _people(client, org)
+    series_id = await create_series(client, org, manager, report)
+    rows = await _meetings(db, series_id)
+    await _set_time(db, rows[0].id, utcnow() + timedelta(hours=23))
+    assert await meetings.send_checkins(db, settings) == 1
+
+    response = await client.patch(
+        f"/v1/checkins/{series_id}", json={"questions": []}, headers=org.admin
+    )
+    assert response.status_code == 200, response.text
+    await deliver_outbox(db, smtp_settings)
+
+    assert "checkin_request" not in {r.message["X-Pulse-Kind"] for r in smtp.received}
+    [queued] = await _outbox(db, "checkin_request")
+    assert queued.status == "cancelled"

@@ -27,6 +27,7 @@ from tests.checkins.meeting_support import (
     create_series,
     meeting_links,
     person,
+    start_meeting,
 )
 from tests.conftest import Org
 from tests.surveys.answering_support import Element, parse_html
@@ -108,7 +109,10 @@ async def test_report_gets_the_checkin_form_and_the_manager_waits_for_it(
 
     assert manager.find_all(id="checkin-form") == []
     assert "Bo has not sent the check-in yet." in manager.by_id("checkin-pending").text
-    assert manager.by_id("status-held").tag == "button"
+    # Ahead of the meeting the manager may only say it will be skipped.
+    assert manager.by_id("status-title").text == "Will the meeting take place?"
+    assert manager.by_id("status-skipped").tag == "button"
+    assert manager.find_all(id="status-held") == []
 
 
 async def test_the_page_speaks_arabic_right_to_left(
@@ -295,9 +299,10 @@ async def test_every_answer_carries_the_link_headers(
 
 
 async def test_only_the_manager_marks_the_meeting_held_or_skipped(
-    client: httpx.AsyncClient, org: Org, series: Series
+    client: httpx.AsyncClient, org: Org, series: Series, db: Database
 ) -> None:
     meeting = series.first
+    await start_meeting(db, meeting.id)
 
     by_report_page = await _form(client, meeting.report, action="set_status", status="held")
     by_report_json = await _act(client, meeting.report, action="set_status", status="skipped")
@@ -343,7 +348,8 @@ async def test_the_checkin_is_taken_only_while_the_meeting_is_scheduled(
     client: httpx.AsyncClient, series: Series
 ) -> None:
     meeting = series.first
-    await _act(client, meeting.manager, action="set_status", status="held")
+    skipped = await _act(client, meeting.manager, action="set_status", status="skipped")
+    assert skipped.status_code == 200, skipped.text
 
     by_page = await _form(client, meeting.report, action="submit_checkin", feeling="4")
     by_json = await _act(client, meeting.report, action="submit_checkin", answers={"feeling": 4})
@@ -356,6 +362,117 @@ async def test_the_checkin_is_taken_only_while_the_meeting_is_scheduled(
     assert doc["checkin"] == {"submitted": False, "answers": None, "can_submit": False}
     assert "submit_checkin" not in doc["allowed_actions"]
     assert (await _page(client, meeting.report)).find_all(id="checkin-form") == []
+
+
+async def test_a_meeting_is_marked_held_only_once_it_has_started(
+    client: httpx.AsyncClient, org: Org, series: Series, db: Database
+) -> None:
+    meeting = series.first
+
+    by_page = await _form(client, meeting.manager, action="set_status", status="held")
+    by_json = await _act(client, meeting.manager, action="set_status", status="held")
+
+    assert by_page.status_code == 409
+    refused = parse_html(by_page.text)
+    assert refused.by_id("error-title").text == "The meeting has not started yet"
+    assert "you can mark it skipped now" in refused.text
+    assert by_json.status_code == 409
+    assert by_json.json()["code"] == "meeting_not_started"
+    assert "marked held once it has started" in by_json.json()["detail"]
+    # Nothing changed: still scheduled for HR, the report's check-in still open.
+    assert (await _hr_meetings(client, org, series))[str(meeting.id)]["status"] == "scheduled"
+    assert (await _doc(client, meeting.report))["checkin"]["can_submit"] is True
+    assert (await _doc(client, meeting.manager))["settable_statuses"] == ["skipped", "scheduled"]
+    ahead = await _page(client, meeting.manager)
+    assert ahead.find_all(id="status-held") == []
+    assert ahead.by_id("status-hint").text == "It can be marked held once it has started."
+
+    await start_meeting(db, meeting.id)
+    started = await _page(client, meeting.manager)
+    assert started.by_id("status-title").text == "Did the meeting take place?"
+    assert started.by_id("status-held").tag == "button"
+    assert started.find_all(id="status-hint") == []
+    held = await _form(client, meeting.manager, action="set_status", status="held")
+    assert held.status_code == 303
+    assert (await _hr_meetings(client, org, series))[str(meeting.id)]["status"] == "held"
+
+
+async def test_a_meeting_skipped_ahead_closes_the_checkin_until_the_manager_undoes_it(
+    client: httpx.AsyncClient, org: Org, series: Series
+) -> None:
+    meeting = series.first
+
+    skipped = await _form(client, meeting.manager, action="set_status", status="skipped")
+
+    assert skipped.status_code == 303
+    assert (await _hr_meetings(client, org, series))[str(meeting.id)]["status"] == "skipped"
+    assert (await _page(client, meeting.report)).find_all(id="checkin-form") == []
+    assert (await _doc(client, meeting.report))["checkin"]["can_submit"] is False
+    manager = await _page(client, meeting.manager)
+    assert manager.by_id("status").text == "Skipped"
+    assert manager.by_id("status-skipped").attrs.get("aria-pressed") == "true"
+    assert manager.by_id("status-scheduled").text == "Undo: back to scheduled"
+    by_report = await _act(client, meeting.report, action="set_status", status="scheduled")
+    assert by_report.status_code == 403
+
+    undone = await _form(client, meeting.manager, action="set_status", status="scheduled")
+
+    assert undone.status_code == 303
+    assert undone.headers["location"] == f"/m/{meeting.manager}#meeting-status"
+    assert (await _hr_meetings(client, org, series))[str(meeting.id)]["status"] == "scheduled"
+    assert (await _page(client, meeting.manager)).find_all(id="status-scheduled") == []
+    assert (await _page(client, meeting.report)).by_id("checkin-form").tag == "form"
+    sent = await _act(client, meeting.report, action="submit_checkin", answers={"feeling": 4})
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["checkin"]["answers"] == {"feeling": 4}
+
+
+async def test_a_meeting_marked_held_by_mistake_is_set_back_to_scheduled(
+    client: httpx.AsyncClient, org: Org, series: Series, db: Database
+) -> None:
+    meeting = series.first
+    await start_meeting(db, meeting.id)
+    held = await _act(client, meeting.manager, action="set_status", status="held")
+    assert held.json()["settable_statuses"] == ["held", "skipped", "scheduled"]
+    assert (await _doc(client, meeting.report))["checkin"]["can_submit"] is False
+
+    undone = await _act(client, meeting.manager, action="set_status", status="scheduled")
+
+    assert undone.status_code == 200, undone.text
+    assert undone.json()["meeting"]["status"] == "scheduled"
+    assert (await _hr_meetings(client, org, series))[str(meeting.id)]["status"] == "scheduled"
+    assert (await _doc(client, meeting.report))["checkin"]["can_submit"] is True
+
+
+async def test_a_series_without_questions_shows_no_checkin_form(
+    client: httpx.AsyncClient, org: Org, db: Database, settings: Settings
+) -> None:
+    created = await create_series(
+        client,
+        org.admin,
+        manager=person("maya@example.com", "en"),
+        report=person("bo@example.com", "en"),
+        questions=[],
+    )
+    meeting = (await meeting_links(db, settings, created.id))[0]
+
+    report_page = await _page(client, meeting.report)
+    report_doc = await _doc(client, meeting.report)
+    sent = await _act(client, meeting.report, action="submit_checkin", answers={})
+    by_form = await _form(client, meeting.report, action="submit_checkin")
+
+    assert report_page.find_all(id="checkin-form") == []
+    assert report_page.by_id("checkin-none").text == "There is no check-in for this meeting."
+    assert report_doc["questions"] == []
+    assert report_doc["checkin"] == {"submitted": False, "answers": None, "can_submit": False}
+    assert "submit_checkin" not in report_doc["allowed_actions"]
+    assert sent.status_code == 409
+    assert sent.json()["code"] == "no_checkin"
+    assert by_form.status_code == 409
+    assert "no check-in for this meeting" in parse_html(by_form.text).text
+    manager_page = await _page(client, meeting.manager)
+    assert manager_page.find_all(id="checkin-pending") == []  # not "Bo has not sent it"
+    assert manager_page.by_id("checkin-none").text == "There is no check-in for this meeting."
 
 
 async def test_checkin_answers_are_seen_by_both_once_sent(
@@ -683,6 +800,7 @@ async def test_status_changes_are_visible_to_hr_and_nothing_else(
     """HR sees held/skipped and whether the check-in was sent, nothing more (the meeting
     row is all the admin listing reads)."""
     await _act(client, series.first.report, action="submit_checkin", answers={"feeling": 3})
+    await start_meeting(db, series.first.id)
     await _act(client, series.first.manager, action="set_status", status="held")
 
     listed = (await _hr_meetings(client, org, series))[str(series.first.id)]

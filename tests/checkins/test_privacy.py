@@ -18,7 +18,13 @@ from fastapi import FastAPI
 
 from app.core.config import Settings
 from app.core.db import Database
-from tests.checkins.meeting_support import Series, create_series, meeting_links, person
+from tests.checkins.meeting_support import (
+    Series,
+    create_series,
+    meeting_links,
+    person,
+    start_meeting,
+)
 from tests.conftest import Org
 from tests.surveys.answering_support import parse_html
 
@@ -182,9 +188,10 @@ def _admin_gets(app: FastAPI, ids: dict[str, list[str]]) -> Iterator[tuple[str, 
 
 
 async def test_no_admin_endpoint_returns_what_was_said(
-    app: FastAPI, client: httpx.AsyncClient, org: Org, series: Series
+    app: FastAPI, client: httpx.AsyncClient, org: Org, series: Series, db: Database
 ) -> None:
     planted = await _write_everywhere(client, series)
+    await start_meeting(db, series.first.id)
     await client.post(
         f"/v1/meetings/{series.first.manager}", json={"action": "set_status", "status": "held"}
     )

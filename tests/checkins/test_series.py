@@ -207,6 +207,32 @@ async def test_patch_rejects_an_invalid_field_and_changes_nothing(
     assert await _outbox_rows(db) == queued
 
 
+async def test_a_start_the_rule_cannot_reach_is_blamed_on_starts_at(
+    client: httpx.AsyncClient, org: Org, pair: tuple[str, str], db: Database
+) -> None:
+    """The rule is fine (it runs from today); no Monday 09:00 follows these starts."""
+    series = await _create(client, org, pair)
+    for starts_at in ("9999-12-31T00:00:00Z", "9999-12-31T23:30:00Z"):
+        created = await client.post(
+            "/v1/checkins", json=_body(pair, starts_at=starts_at), headers=org.admin
+        )
+        changed = await client.patch(
+            f"/v1/checkins/{series['id']}", json={"starts_at": starts_at}, headers=org.admin
+        )
+        for response in (created, changed):
+            body = assert_problem(response, 422, field="starts_at")
+            assert body["detail"].startswith("starts_at: "), body
+            assert [e["loc"] for e in body["errors"]] == [["body", "starts_at"]], body
+    # A rule that never runs, whatever the start, is still the rule's fault.
+    broken = await client.patch(
+        f"/v1/checkins/{series['id']}",
+        json={"rrule": "FREQ=WEEKLY;COUNT=0", "starts_at": "9999-12-31T00:00:00Z"},
+        headers=org.admin,
+    )
+    assert [e["loc"] for e in assert_problem(broken, 422)["errors"]] == [["body", "rrule"]]
+    assert await _count_series(client, org) == 1
+
+
 async def test_patch_of_questions_only_keeps_the_meetings_and_sends_nothing(
     client: httpx.AsyncClient, org: Org, pair: tuple[str, str], db: Database
 ) -> None:
@@ -293,12 +319,13 @@ async def test_meetings_page_through_with_a_cursor(
 async def test_meetings_list_in_time_order_after_a_new_cadence(
     client: httpx.AsyncClient, org: Org, pair: tuple[str, str]
 ) -> None:
-    """A new cadence cancels the future Mondays and adds Wednesdays between them; HR
-    still reads one timeline, page after page."""
+    """A sparser cadence moves the next meetings onto every other Monday, past the
+    ones it cancels (made earlier, now later in time); HR still reads one timeline,
+    page after page."""
     series = await _create(client, org, pair)
-    wednesdays = "FREQ=WEEKLY;BYDAY=WE;BYHOUR=9;BYMINUTE=0"
+    fortnightly = "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO;BYHOUR=9;BYMINUTE=0"
     changed = await client.patch(
-        f"/v1/checkins/{series['id']}", json={"rrule": wednesdays}, headers=org.admin
+        f"/v1/checkins/{series['id']}", json={"rrule": fortnightly}, headers=org.admin
     )
     assert changed.status_code == 200, changed.text
     seen: list[dict[str, Any]] = []
@@ -318,7 +345,7 @@ async def test_meetings_list_in_time_order_after_a_new_cadence(
         (datetime.fromisoformat(m["scheduled_at"]).astimezone(BERLIN).weekday(), m["status"])
         for m in seen
     }
-    assert days == {(0, "cancelled"), (2, "scheduled")}
+    assert days == {(0, "cancelled"), (0, "scheduled")}
     times = [datetime.fromisoformat(m["scheduled_at"]) for m in seen]
     assert times == sorted(times)
     assert len({m["id"] for m in seen}) == len(seen)
