@@ -96,7 +96,9 @@ def validate_email_url(url: str) -> str:
         )
     if parts.scheme.startswith("smtp"):
         if not parts.hostname:
-            raise ValueError("an smtp URL needs a host, e.g. smtp+starttls://user:pass@mail.example.com:587")
+            raise ValueError(
+                "an smtp URL needs a host, e.g. smtp+starttls://user:pass@mail.example.com:587"
+            )
         try:
             parts.port  # noqa: B018 - raises ValueError on a non-numeric port
         except ValueError as exc:
