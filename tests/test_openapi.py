@@ -111,3 +111,28 @@ def test_problem_schema_is_documented_for_errors(live_api: dict[str, Any]) -> No
     responses = doc["paths"]["/v1/employees/{employee_id}"]["get"]["responses"]
     assert "application/problem+json" in responses["404"]["content"]
     assert "Problem" in doc["components"]["schemas"]
+
+
+# Objects whose keys are the client's own (answers by question key, a survey's audience
+# filter): free-form on purpose. Any other untyped object is a figure a dashboard cannot
+# discover from the schema.
+FREE_FORM = {
+    ("CheckinState", "answers"),
+    ("RespondBody", "answers"),
+    ("SubmitCheckin", "answers"),
+    ("SurveyRead", "audience"),
+}
+
+
+def test_every_response_field_has_a_typed_schema(live_api: dict[str, Any]) -> None:
+    untyped = set()
+    for name, schema in live_api["app"].openapi()["components"]["schemas"].items():
+        for prop, prop_schema in (schema.get("properties") or {}).items():
+            for option in [prop_schema, *prop_schema.get("anyOf", [])]:
+                if (
+                    option.get("type") == "object"
+                    and "properties" not in option
+                    and option.get("additionalProperties") in (None, True)
+                ):
+                    untyped.add((name, prop))
+    assert untyped <= FREE_FORM, untyped - FREE_FORM

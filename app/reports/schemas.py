@@ -103,6 +103,15 @@ class ParticipationRow(BaseModel):
     suppressed: bool = False
 
 
+class ParticipationFigures(BaseModel):
+    """Participation over the whole window (the waves large enough to be shown)."""
+
+    invited: int | None
+    responded: int | None
+    response_rate: float | None
+    suppressed: bool = False
+
+
 class ParticipationReport(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -138,7 +147,7 @@ class ParticipationReport(BaseModel):
     min_group_size: int
     window: Window
     series: list[ParticipationRow]
-    overall: dict[str, Any]
+    overall: ParticipationFigures
 
 
 class QuestionResult(BaseModel):

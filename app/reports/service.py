@@ -47,6 +47,7 @@ from app.reports.schemas import (
     EnpsFigures,
     EnpsReport,
     EnpsRow,
+    ParticipationFigures,
     ParticipationReport,
     ParticipationRow,
     QuestionResult,
@@ -659,12 +660,12 @@ async def participation_report(
                 suppressed=values is None,
             )
         )
-    overall: dict[str, Any] = {
-        "invited": tally.overall[0] if tally.overall else None,
-        "responded": tally.overall[1] if tally.overall else None,
-        "response_rate": _rate(*tally.overall) if tally.overall else None,
-        "suppressed": tally.has_data and tally.overall is None,
-    }
+    overall = ParticipationFigures(
+        invited=tally.overall[0] if tally.overall else None,
+        responded=tally.overall[1] if tally.overall else None,
+        response_rate=_rate(*tally.overall) if tally.overall else None,
+        suppressed=tally.has_data and tally.overall is None,
+    )
     return ParticipationReport(
         interval=params.interval,
         group_by=params.group_by,
