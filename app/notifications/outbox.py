@@ -155,6 +155,18 @@ async def mark_sent(session: AsyncSession, sent: Sequence[tuple[Claimed, str]]) 
     )
 
 
+async def extend_lease(session: AsyncSession, claimed: Sequence[Claimed], until: datetime) -> None:
+    """Keep holding rows still being worked on: a slow server (100 messages at up to a
+    30 s timeout each) can outlast any fixed lease, and another worker would then claim
+    and send them a second time."""
+    if not claimed:
+        return
+    table = M.__table__
+    assert isinstance(table, Table)
+    stmt = update(table).where(_still_ours_many(table)).values(lease_until=until)
+    await session.execute(stmt, [{"b_id": c.id, "b_attempts": c.attempts} for c in claimed])
+
+
 async def mark_retry(
     session: AsyncSession, claimed: Claimed, reply: str, next_attempt_at: datetime
 ) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
+from collections.abc import Sequence
 from datetime import timedelta
 from email.message import EmailMessage
 
@@ -109,6 +111,11 @@ async def _deliver_batch(
     # The embedded default logs each mailed link, so a developer running `make run` can
     # click through from the log (architecture.md). Tokens stay out of logs otherwise.
     log_links = settings.env == "development" and isinstance(backend, FileBackend)
+    # Outcomes are written every RECORD_EVERY messages, and at least every third of the
+    # lease, when the untried rows' lease is renewed too: a slow server must not let the
+    # lease run out under a batch still being sent.
+    checkpoint_every = settings.email_lease_seconds / 3
+    last_checkpoint = time.monotonic()
     try:
         async with backend.connect() as conn:
             for c, item, link in prepared:
@@ -117,9 +124,12 @@ async def _deliver_batch(
                 outcomes.append((c, result))
                 if log_links and link and result.outcome == "sent":
                     log.info("email link", extra={"kind": c.kind, "to": c.recipient, "link": link})
-                if len(outcomes) >= RECORD_EVERY:
-                    await _record(db, settings, outcomes)
+                due = time.monotonic() - last_checkpoint >= checkpoint_every
+                if len(outcomes) >= RECORD_EVERY or due:
+                    untried = [p[0] for p in prepared if p[0].id not in tried]
+                    await _record(db, settings, outcomes, renew=untried)
                     outcomes = []
+                    last_checkpoint = time.monotonic()
     except asyncio.CancelledError:
         # Shutting down: keep what was sent, hand back what was not tried.
         await _record(db, settings, outcomes)
@@ -131,12 +141,19 @@ async def _deliver_batch(
 
 
 async def _record(
-    db: Database, settings: Settings, outcomes: list[tuple[Claimed, SendResult]]
+    db: Database,
+    settings: Settings,
+    outcomes: list[tuple[Claimed, SendResult]],
+    *,
+    renew: Sequence[Claimed] = (),
 ) -> None:
-    if not outcomes:
+    if not outcomes and not renew:
         return
     now = utcnow()
     async with db.sessionmaker() as session, session.begin():
+        await outbox.extend_lease(
+            session, renew, now + timedelta(seconds=settings.email_lease_seconds)
+        )
         await outbox.mark_sent(session, [(c, r.reply) for c, r in outcomes if r.outcome == "sent"])
         for c, r in outcomes:
             if r.outcome == "sent":

@@ -116,6 +116,8 @@ class Policy:
     # answer every n-th DATA with ``flaky_reply`` (0: never)
     flaky_every: int = 0
     flaky_reply: str = "451 4.3.0 flaky test server, try again later"
+    # seconds the server takes over each DATA before answering (a slow relay)
+    data_delay: float = 0.0
 
 
 class Handler:
@@ -145,6 +147,10 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self.lock:
+            delay = self.policy.data_delay
+        if delay:
+            await asyncio.sleep(delay)
         with self.lock:
             self.data_commands += 1
             reply = self.policy.data.popleft() if self.policy.data else None

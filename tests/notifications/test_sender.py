@@ -183,3 +183,34 @@ async def test_two_senders_on_postgresql_deliver_1000_messages_none_twice(
     finally:
         for d in [setup, *senders]:
             await d.dispose()
+
+
+async def test_a_slow_server_keeps_the_batch_leased_so_no_other_sender_resends_it(
+    committed_db: Database, committed_url: str, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten messages at 0.15 s each take 1.5 s, twice the 0.6 s lease: without renewal a
+    second sender would claim the untried half and deliver it a second time."""
+    monkeypatch.setitem(render.KINDS, "test", Kind("test", _organization_only))
+    settings = smtp_settings_for(committed_url, smtp, email_batch_size=10, email_lease_seconds=0.6)
+    org = await create_org(committed_db, "Acme")
+    keys = support.keys("slow", 10)
+    await support.queue(committed_db, org.id, keys)
+    smtp.handler.policy.data_delay = 0.15
+    other = Database.from_url(committed_url)
+    try:
+        first = asyncio.create_task(deliver_outbox(committed_db, settings))
+        taken_by_other = 0
+        while not first.done():
+            taken_by_other += await deliver_outbox(other, settings, max_batches=1)
+            await asyncio.sleep(0.05)
+        assert await first == 10
+    finally:
+        await other.dispose()
+
+    assert taken_by_other == 0
+    counts = smtp.counts()
+    assert set(counts) == {support.expected_id(k, settings) for k in keys}
+    assert max(counts.values()) == 1
+    assert {(m.status, m.attempts) for m in (await support.rows(committed_db)).values()} == {
+        ("sent", 1)
+    }
