@@ -166,6 +166,7 @@ def empty_wave_tables(backend: str, url: str) -> None:
             con.execute("BEGIN")
             con.execute("DELETE FROM invitation")
             con.execute("DELETE FROM outbox_message")
+            con.execute("DELETE FROM wave_segment")
             con.execute("DELETE FROM wave")
             con.execute("COMMIT")
             con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -173,7 +174,11 @@ def empty_wave_tables(backend: str, url: str) -> None:
             con.close()
         return
     asyncio.run(
-        pg_exec(url, "TRUNCATE invitation, outbox_message, answer, response, wave", "CHECKPOINT")
+        pg_exec(
+            url,
+            "TRUNCATE invitation, outbox_message, answer, response, wave_segment, wave",
+            "CHECKPOINT",
+        )
     )
 
 
