@@ -66,8 +66,18 @@ async def materialise_series(
     when a denser one comes back) is scheduled again rather than left as a gap: the
     unique (series, time) key would otherwise block that time for good."""
     now = now or utcnow()
-    if series.status != "active":
+    # Lock the series and read it again: a cadence change committing meanwhile has moved
+    # the meetings off their old times, and inserting at those times from a rule read
+    # before it committed would double every meeting (two workers on PostgreSQL).
+    locked = await session.scalar(
+        select(CheckinSeries)
+        .where(CheckinSeries.id == series.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if locked is None or locked.status != "active":
         return 0
+    series = locked
     wanted = upcoming(series, now)
     if not wanted:
         return 0

@@ -64,10 +64,12 @@ def _questions(questions: Sequence[Any] | None) -> list[dict[str, Any]]:
 
 
 async def get_series(
-    session: AsyncSession, org_id: uuid.UUID, series_id: uuid.UUID
+    session: AsyncSession, org_id: uuid.UUID, series_id: uuid.UUID, *, for_update: bool = False
 ) -> CheckinSeries:
-    """The organization's series, or 404: another organization's id is not found either."""
-    series = await session.get(CheckinSeries, series_id)
+    """The organization's series, or 404: another organization's id is not found either.
+    ``for_update`` holds its row until commit, so a worker materialising the series
+    waits and then reads the new rule (meetings.materialise_series locks it too)."""
+    series = await session.get(CheckinSeries, series_id, with_for_update=for_update)
     if series is None or series.organization_id != org_id:
         raise NotFound(f"no check-in series with id {series_id}")
     return series
@@ -106,7 +108,7 @@ async def update_series(
     settings: Settings,
 ) -> CheckinSeries:
     """Apply the fields sent; a change to when meetings happen reschedules the future ones."""
-    series = await get_series(session, org_id, series_id)
+    series = await get_series(session, org_id, series_id, for_update=True)
     if series.status != "active":
         raise Conflict("an ended series cannot change", code="series_ended")
     changes = data.model_dump(exclude_unset=True)
@@ -120,9 +122,12 @@ async def update_series(
     rrule = changes.get("rrule", series.rrule)
     timezone = changes.get("timezone", series.timezone)
     starts_at = changes.get("starts_at", series.starts_at)
-    problem = rule_problem(rrule, starts_at, timezone)
-    if problem is not None:
-        raise Unprocessable.field(["body", problem[0]], problem[1])
+    # Judged only when the schedule changes: a rule stored under older, looser checks
+    # keeps running, and changing the length or the questions must not trip over it.
+    if any(f in changes for f in ("rrule", "timezone", "starts_at")):
+        problem = rule_problem(rrule, starts_at, timezone)
+        if problem is not None:
+            raise Unprocessable.field(["body", problem[0]], problem[1])
     reschedule = any(f in changes and changes[f] != getattr(series, f) for f in SCHEDULE_FIELDS)
     for field in ("rrule", "timezone", "starts_at", "duration_minutes", "checkin_lead_hours"):
         if field in changes:

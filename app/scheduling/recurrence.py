@@ -47,7 +47,6 @@ def parse_rule(text: str, starts_at: datetime, timezone: str) -> rrule:
         cleaned = cleaned[6:]
     if not cleaned or "\n" in cleaned or "DTSTART" in cleaned.upper():
         raise ValueError("give one RRULE line without DTSTART, e.g. FREQ=WEEKLY;BYDAY=MO;BYHOUR=9")
-    _check_rfc_ranges(cleaned)
     try:
         rule = rrulestr(
             _until_in_local_time(cleaned, timezone), dtstart=_naive_local(starts_at, timezone)
@@ -177,8 +176,8 @@ def _check_days_exist(rule: rrule) -> None:
     negative = getattr(rule, "_bynmonthday", None) or ()
     if not months or not (positive or negative):
         return
-    fits = any(d <= _DAYS_IN_MONTH[m] for m in months for d in positive) or any(
-        -d <= _DAYS_IN_MONTH[m] for m in months for d in negative
+    fits = any(d <= _DAYS_IN_MONTH.get(m, 31) for m in months for d in positive) or any(
+        -d <= _DAYS_IN_MONTH.get(m, 31) for m in months for d in negative
     )
     if not fits:
         raise ValueError(
@@ -195,18 +194,24 @@ _CALENDAR_CYCLE_YEARS = 400
 
 
 def check_rule(text: str, starts_at: datetime, timezone: str) -> datetime:
-    """Everything ``parse_rule`` checks, plus that the rule occurs within SEARCH_YEARS:
+    """For a rule being written: RFC 5545's value ranges (which runtime parsing leaves
+    alone, so rules stored under older checks keep running), everything ``parse_rule``
+    checks, and that the rule occurs within SEARCH_YEARS:
     a schedule that never fires (BYMONTHDAY=30 in February, COUNT=0, BYSETPOS=2 on a
     one-a-day rule) is a mistake to report when it is written, not a survey that
     silently never opens. Returns the first occurrence."""
+    cleaned = text.strip()
+    _check_rfc_ranges(cleaned[6:] if cleaned.upper().startswith("RRULE:") else cleaned)
     rule = parse_rule(text, starts_at, timezone)
     try:
         first = _first_occurrence(rule, _naive_local(starts_at, timezone))
-    except (ValueError, OverflowError) as exc:
+        if first is None:
+            raise ValueError(
+                f"the rule has no occurrence in the {SEARCH_YEARS} years after starts_at"
+            )
+        return localize(first, timezone)
+    except OverflowError as exc:
         raise ValueError(f"not a valid RRULE: {exc}") from exc
-    if first is None:
-        raise ValueError(f"the rule has no occurrence in the {SEARCH_YEARS} years after starts_at")
-    return localize(first, timezone)
 
 
 def _first_occurrence(rule: rrule, start: datetime) -> datetime | None:

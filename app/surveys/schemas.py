@@ -109,6 +109,16 @@ class Schedule(BaseModel):
         return self
 
 
+class StoredSchedule(BaseModel):
+    """A stored schedule as the API shows it. Not checked again: FastAPI validates what
+    an endpoint returns, and a rule stored under older, looser checks must still be
+    shown (and run) rather than turn every GET into a 500."""
+
+    rrule: str
+    timezone: str
+    starts_at: datetime
+
+
 class Audience(BaseModel):
     """Who is invited; empty means every active employee. Within a list any value
     matches; across lists all must."""
@@ -249,7 +259,7 @@ class SurveyRead(BaseModel):
     min_group_size: int
     comment_min_group_size: int
     questions: list[dict[str, Any]]
-    schedule: Schedule | None
+    schedule: StoredSchedule | None
     window_hours: int
     reminders_hours: list[int]
     audience: dict[str, Any]

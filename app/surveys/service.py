@@ -19,7 +19,7 @@ from app.surveys.models import Survey
 from app.surveys.schemas import (
     DEFAULT_ENPS_PROMPT,
     Question,
-    Schedule,
+    StoredSchedule,
     SurveyCreate,
     SurveyRead,
     SurveyUpdate,
@@ -36,12 +36,12 @@ TRANSITIONS = {
 }
 
 
-def schedule_of(survey: Survey) -> Schedule | None:
+def schedule_of(survey: Survey) -> StoredSchedule | None:
     if survey.rrule is None or survey.starts_at is None:
         return None
     # Stored rules were validated when written; re-validating on every read would turn a
     # rule that a later release checks more strictly into a 500 on GET.
-    return Schedule.model_construct(
+    return StoredSchedule(
         rrule=survey.rrule,
         timezone=survey.timezone,
         starts_at=survey.starts_at.astimezone(ZoneInfo(survey.timezone)),

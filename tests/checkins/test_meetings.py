@@ -5,10 +5,12 @@ changes, and the pre-meeting check-in sent at its lead time."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,9 +19,12 @@ import pytest
 from sqlalchemy import func, select, update
 
 from app.checkins import meetings
+from app.checkins import service as checkin_service
 from app.checkins.models import CheckinSeries, Meeting, MeetingLink
+from app.checkins.schemas import CheckinCreate, CheckinUpdate
 from app.core.config import Settings
 from app.core.db import Database, utcnow
+from app.employees.models import Employee
 from app.notifications.models import OutboxMessage
 from app.notifications.sender import deliver_outbox
 from app.scheduling import worker
@@ -33,7 +38,8 @@ from tests.checkins.test_ics import (
     monday_before_change,
     smtp_settings_for,
 )
-from tests.conftest import Org, make_settings
+from tests.conftest import Org, create_org, make_settings
+from tests.databases import migrated_database, require_postgres
 from tests.notifications.smtp import SmtpServer, running_smtp_server
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -891,3 +897,76 @@ async def test_a_checkin_queued_before_its_questions_were_removed_is_not_sent(
     assert "checkin_request" not in {r.message["X-Pulse-Kind"] for r in smtp.received}
     [queued] = await _outbox(db, "checkin_request")
     assert queued.status == "cancelled"
+
+
+async def test_a_worker_materialising_during_a_cadence_change_makes_no_second_set(
+    tmp_path: Path,
+) -> None:
+    """Two sessions on PostgreSQL: the API moves the meetings to Tuesdays while a worker
+    that read the series before the API committed materialises it. The worker must wait
+    for the change and use the new rule, not fill the freed Monday times again."""
+    require_postgres()
+    with migrated_database("postgresql", tmp_path) as url:
+        settings = make_settings(url)
+        db = Database.from_url(url)
+        try:
+            org = await create_org(db, "Acme")
+            async with db.sessionmaker() as session, session.begin():
+                people = [
+                    Employee(
+                        organization_id=org.id,
+                        email=f"{name}@acme.test",
+                        email_key=f"{name}@acme.test",
+                        name=name,
+                        locale="en",
+                        timezone="Europe/Berlin",
+                        attributes={},
+                        active=True,
+                    )
+                    for name in ("maya", "bo")
+                ]
+                session.add_all(people)
+                await session.flush()
+                series = await checkin_service.create_series(
+                    session,
+                    org.id,
+                    CheckinCreate(
+                        manager_id=people[0].id,
+                        employee_id=people[1].id,
+                        rrule=MONDAYS,
+                        timezone="Europe/Berlin",
+                        starts_at=utcnow(),
+                    ),
+                    settings,
+                )
+                series_id = series.id
+            before = await _meetings(db, series_id)
+
+            api = db.sessionmaker()
+            await api.begin()
+            await checkin_service.update_series(
+                api, org.id, series_id, CheckinUpdate(rrule=TUESDAYS), settings
+            )
+
+            async def worker_step() -> int:
+                async with db.sessionmaker() as session, session.begin():
+                    stale = await session.get(CheckinSeries, series_id)  # the Monday rule
+                    assert stale is not None
+                    return await meetings.materialise_series(session, stale, settings)
+
+            step = asyncio.create_task(worker_step())
+            await asyncio.sleep(0.3)  # the worker is at the series lock (or its insert)
+            await api.commit()
+            await api.close()
+            created = await step
+        finally:
+            await db.dispose()
+            db = Database.from_url(url)
+        try:
+            after = await _meetings(db, series_id)
+        finally:
+            await db.dispose()
+    live = [m for m in after if m.status != "cancelled"]
+    assert created == 0
+    assert len(live) == len(before)
+    assert {m.scheduled_at.astimezone(BERLIN).weekday() for m in live} == {1}

@@ -5,6 +5,7 @@ quietly means something else. DST behaviour is in tests/surveys/test_recurrence.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -12,8 +13,15 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from dateutil.rrule import rrulestr
+from sqlalchemy import update
 
+from app.checkins.models import CheckinSeries
+from app.core.config import Settings
+from app.core.db import Database
+from app.scheduling import recurrence
 from app.scheduling.recurrence import check_rule, localize, parse_rule
+from app.surveys import waves
+from app.surveys.models import Survey
 from tests.conftest import Org
 from tests.employees.helpers import assert_problem, create_employee
 
@@ -57,7 +65,7 @@ OUT_OF_RANGE = [
 @pytest.mark.parametrize(("rule", "reason"), OUT_OF_RANGE)
 def test_values_outside_rfc_5545_ranges_are_refused_with_a_reason(rule: str, reason: str) -> None:
     with pytest.raises(ValueError, match=reason.replace("+", r"\+")):
-        parse_rule(rule, START, BERLIN)
+        check_rule(rule, START, BERLIN)
 
 
 @pytest.mark.parametrize(
@@ -225,3 +233,117 @@ async def test_checkin_series_with_such_a_rule_is_a_422_naming_the_rrule(
 
     assert_problem(posted, 422, field="rrule")
     assert_problem(patched, 422, field="rrule")
+
+
+# A rule an earlier release stored (dateutil ignores the 1 of a weekly BYDAY=1MO): new
+# rules like it are refused, but a stored one must keep being shown, changed and run.
+LEGACY_RULE = "FREQ=WEEKLY;BYDAY=1MO;BYHOUR=9"
+
+
+async def test_a_rule_stored_under_looser_checks_is_still_shown_changed_and_run(
+    client: httpx.AsyncClient, org: Org, db: Database, settings: Settings
+) -> None:
+    await create_employee(client, org, email="ana@acme.test", name="Ana")
+    created = await client.post("/v1/surveys", json=_survey("FREQ=WEEKLY"), headers=org.admin)
+    survey_id = created.json()["id"]
+    async with db.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Survey)
+            .where(Survey.id == uuid.UUID(survey_id))
+            .values(rrule=LEGACY_RULE, starts_at=datetime.now(UTC) - timedelta(days=8))
+        )
+    assert_problem(
+        await client.post("/v1/surveys", json=_survey(LEGACY_RULE), headers=org.admin),
+        422,
+        field="rrule",
+    )
+
+    one = await client.get(f"/v1/surveys/{survey_id}", headers=org.admin)
+    listed = await client.get("/v1/surveys", headers=org.admin)
+    preview = await client.get(f"/v1/surveys/{survey_id}/schedule?count=2", headers=org.admin)
+    activated = await client.patch(
+        f"/v1/surveys/{survey_id}", json={"status": "active"}, headers=org.admin
+    )
+
+    assert one.status_code == 200, one.text
+    assert one.json()["schedule"]["rrule"] == LEGACY_RULE
+    assert listed.status_code == 200, listed.text
+    assert [o[:10] for o in preview.json()["openings"]] == sorted(
+        {o[:10] for o in preview.json()["openings"]}
+    )
+    assert all(datetime.fromisoformat(o).weekday() == 0 for o in preview.json()["openings"]), (
+        "runs every Monday, as it did"
+    )
+    assert activated.status_code == 200, activated.text
+    next_opening = datetime.fromisoformat(activated.json()["next_opening_at"])
+    assert next_opening.weekday() == 0
+    # The worker opens it when it comes due: as if it had been due since last Monday.
+    now = datetime.now(UTC)
+    starts_at = now - timedelta(days=30)
+    last_monday = recurrence.latest_between(
+        LEGACY_RULE, starts_at, BERLIN, now - timedelta(days=7), now
+    )
+    assert last_monday is not None
+    async with db.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Survey)
+            .where(Survey.id == uuid.UUID(survey_id))
+            .values(starts_at=starts_at, next_opening_at=last_monday, window_hours=168)
+        )
+    assert await waves.open_due_waves(db, settings) == 1
+
+
+async def test_a_check_in_series_with_a_looser_stored_rule_can_still_change_other_fields(
+    client: httpx.AsyncClient, org: Org, db: Database
+) -> None:
+    manager = await create_employee(client, org, email="maya@acme.test", name="Maya")
+    report = await create_employee(client, org, email="bo@acme.test", name="Bo")
+    body = {
+        "manager_id": manager["id"],
+        "employee_id": report["id"],
+        "rrule": "FREQ=WEEKLY;BYHOUR=10;BYMINUTE=0",
+        "timezone": BERLIN,
+        "starts_at": (datetime.now(UTC) + timedelta(days=2)).isoformat(),
+    }
+    created = await client.post("/v1/checkins", json=body, headers=org.admin)
+    series_id = created.json()["id"]
+    async with db.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(CheckinSeries)
+            .where(CheckinSeries.id == uuid.UUID(series_id))
+            .values(rrule=LEGACY_RULE)
+        )
+
+    lead = await client.patch(
+        f"/v1/checkins/{series_id}", json={"checkin_lead_hours": 12}, headers=org.admin
+    )
+    rule = await client.patch(
+        f"/v1/checkins/{series_id}", json={"rrule": LEGACY_RULE}, headers=org.admin
+    )
+
+    assert lead.status_code == 200, lead.text
+    assert_problem(rule, 422, field="rrule")
+
+
+async def test_a_start_at_the_end_of_the_calendar_is_a_422_not_a_500(
+    client: httpx.AsyncClient, org: Org
+) -> None:
+    """Converting the first local occurrence back to UTC overflows year 9999."""
+    schedule = {
+        "rrule": "FREQ=DAILY;BYHOUR=23",
+        "timezone": "America/New_York",
+        "starts_at": "9999-12-31T20:00:00+00:00",
+    }
+    survey = await client.post(
+        "/v1/surveys", json={**_survey("FREQ=DAILY"), "schedule": schedule}, headers=org.admin
+    )
+    manager = await create_employee(client, org, email="maya@acme.test", name="Maya")
+    report = await create_employee(client, org, email="bo@acme.test", name="Bo")
+    series = await client.post(
+        "/v1/checkins",
+        json={"manager_id": manager["id"], "employee_id": report["id"], **schedule},
+        headers=org.admin,
+    )
+
+    assert survey.status_code == 422, survey.text
+    assert series.status_code == 422, series.text
