@@ -26,10 +26,11 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import new_id, utcnow
-from app.core.errors import Unprocessable
+from app.core.errors import Conflict, Unprocessable
 from app.employees import service
 from app.employees.models import Employee
 from app.employees.schemas import (
@@ -535,7 +536,19 @@ async def _apply(
         },
         deactivate_missing=deactivate_missing,
     )
-    await service.bulk_insert(session, writes.inserts)
+    try:
+        await service.bulk_insert(session, writes.inserts)
+    except IntegrityError as exc:
+        # Another import (or POST /v1/employees) added one of these emails between our
+        # look-up and this insert, on PostgreSQL where both ran at once. The request's
+        # transaction rolls back whole; sending the file again sees the new rows.
+        if "email_key" not in str(exc.orig):
+            raise
+        raise Conflict(
+            "some of these emails were added to the directory while this import ran; "
+            "send the file again",
+            code="import_conflict",
+        ) from exc
     # Managers are linked after every new row exists, so order in the file never matters.
     await service.bulk_update(session, writes.manager_links)
     await service.bulk_update(session, writes.updates)

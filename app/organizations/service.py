@@ -131,12 +131,17 @@ async def authenticate(session: AsyncSession, token: str) -> Principal | None:
     if key is None or key.revoked_at is not None or not secret_matches(secret, key.secret_hash):
         return None
     now = utcnow()
-    await session.execute(
-        update(ApiKey)
+    # The write holds the key's row until this request commits. Another request with the
+    # same key skips the row rather than waiting (SKIP LOCKED, on PostgreSQL): otherwise a
+    # long import would stall every request its key makes in the same minute.
+    stale = (
+        select(ApiKey.id)
         .where(
             ApiKey.id == key.id,
             (ApiKey.last_used_at.is_(None)) | (ApiKey.last_used_at < now - LAST_USED_GRANULARITY),
         )
-        .values(last_used_at=now)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
     )
+    await session.execute(update(ApiKey).where(ApiKey.id == stale).values(last_used_at=now))
     return Principal(key_id=key.id, organization_id=key.organization_id, scope=key.scope)

@@ -15,7 +15,7 @@ from app.core.db import Database
 from app.employees import importer
 from app.main import create_app
 from tests.conftest import Org, create_org, make_settings
-from tests.databases import in_thread, migrated_database
+from tests.databases import in_thread, migrated_database, require_postgres
 from tests.employees.helpers import assert_problem, by_email, create_employee, list_all
 from tests.live import live_server
 
@@ -1105,3 +1105,44 @@ async def test_health_check_is_answered_while_a_large_import_is_being_checked(
                 last = f"person{rows - 1}@example.com"
                 found = await client.get("/v1/employees", params={"q": last}, headers=org.admin)
                 assert [e["email"] for e in found.json()["items"]] == [last]
+
+
+async def test_an_email_added_while_an_import_runs_answers_409_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL runs two writers at once (SQLite takes its write lock at BEGIN): an
+    employee created between the import's look-up and its insert must not turn the
+    import into a 500, and nothing of the import may stay. The POST uses the import's
+    API key while the import's transaction is open: it must not wait for it (the key's
+    last_used_at row was locked by the import, which held every such request)."""
+    require_postgres()
+    looked_up, go_on = threading.Event(), threading.Event()
+    load_current = importer._load_current
+
+    async def gated(*args: Any, **kwargs: Any) -> Any:
+        found = await load_current(*args, **kwargs)
+        looked_up.set()
+        await asyncio.to_thread(go_on.wait, 30)
+        return found
+
+    monkeypatch.setattr(importer, "_load_current", gated)
+    text = "email,name\nfirst@example.com,First\nraced@example.com,Raced\n"
+    with migrated_database("postgresql", tmp_path) as url:
+        db = Database.from_url(url)
+        try:
+            org = await create_org(db, "Acme")
+            with live_server(create_app(make_settings(url))) as base_url:
+                async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+                    importing = asyncio.create_task(import_csv(client, org, text))
+                    assert await asyncio.to_thread(looked_up.wait, 30)
+                    created = await create_employee(
+                        client, org, email="raced@example.com", name="Quick"
+                    )
+                    go_on.set()
+                    response = await importing
+                    assert_problem(response, 409)
+                    assert response.json()["code"] == "import_conflict"
+                    everyone = await list_all(client, org)
+        finally:
+            await db.dispose()
+    assert [(e["email"], e["name"]) for e in everyone] == [(created["email"], "Quick")]
