@@ -89,8 +89,11 @@ async def test_worker_killed_mid_batch_loses_nothing_and_resends_only_messages_i
         for k, m in at_crash.items()
         if m.status == "sending" and support.expected_id(k, settings) in accepted
     }
-    assert len(recorded) == RECORD_EVERY, "outcomes are written every RECORD_EVERY messages"
-    assert len(in_flight) == 30 - RECORD_EVERY
+    # Outcomes are written every RECORD_EVERY messages, or sooner when a third of the
+    # lease has passed (a slow machine): what died unrecorded is less than RECORD_EVERY.
+    assert recorded, "outcomes were written along the way"
+    assert len(in_flight) == 30 - len(recorded)
+    assert len(in_flight) < RECORD_EVERY
     assert {m.status for k, m in at_crash.items() if k not in recorded} == {"sending"}
 
     # Until the lease runs out nobody takes the dead worker's rows ...
