@@ -191,14 +191,14 @@ async def test_two_senders_on_postgresql_deliver_1000_messages_none_twice(
 async def test_a_slow_server_keeps_the_batch_leased_so_no_other_sender_resends_it(
     committed_db: Database, committed_url: str, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Ten messages at 0.15 s each take 1.5 s, twice the 0.6 s lease: without renewal a
+    """Ten messages at 0.25 s each take 2.5 s, twice the 1.2 s lease: without renewal a
     second sender would claim the untried half and deliver it a second time."""
     monkeypatch.setitem(render.KINDS, "test", Kind("test", _organization_only))
-    settings = smtp_settings_for(committed_url, smtp, email_batch_size=10, email_lease_seconds=0.6)
+    settings = smtp_settings_for(committed_url, smtp, email_batch_size=10, email_lease_seconds=1.2)
     org = await create_org(committed_db, "Acme")
     keys = support.keys("slow", 10)
     await support.queue(committed_db, org.id, keys)
-    smtp.handler.policy.data_delay = 0.15
+    smtp.handler.policy.data_delay = 0.25
     other = Database.from_url(committed_url)
     try:
         first = asyncio.create_task(deliver_outbox(committed_db, settings))
