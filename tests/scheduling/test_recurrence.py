@@ -210,10 +210,10 @@ async def test_survey_with_such_a_rule_is_a_422_naming_the_rrule(
     assert_problem(patched, 422, field="rrule")
 
 
-@pytest.mark.parametrize("rrule", HTTP_CASES)
-async def test_checkin_series_with_such_a_rule_is_a_422_naming_the_rrule(
-    client: httpx.AsyncClient, org: Org, rrule: str
-) -> None:
+async def _weekly_series(
+    client: httpx.AsyncClient, org: Org
+) -> tuple[dict[str, Any], httpx.Response]:
+    """A valid weekly one-on-one between two new employees: its body and the POST's answer."""
     manager = await create_employee(client, org, email="maya@acme.test", name="Maya")
     report = await create_employee(client, org, email="bo@acme.test", name="Bo")
     body = {
@@ -223,7 +223,14 @@ async def test_checkin_series_with_such_a_rule_is_a_422_naming_the_rrule(
         "timezone": BERLIN,
         "starts_at": (datetime.now(UTC) + timedelta(days=2)).isoformat(),
     }
-    created = await client.post("/v1/checkins", json=body, headers=org.admin)
+    return body, await client.post("/v1/checkins", json=body, headers=org.admin)
+
+
+@pytest.mark.parametrize("rrule", HTTP_CASES)
+async def test_checkin_series_with_such_a_rule_is_a_422_naming_the_rrule(
+    client: httpx.AsyncClient, org: Org, rrule: str
+) -> None:
+    body, created = await _weekly_series(client, org)
     assert created.status_code == 201, created.text
 
     posted = await client.post("/v1/checkins", json={**body, "rrule": rrule}, headers=org.admin)
@@ -296,16 +303,7 @@ async def test_a_rule_stored_under_looser_checks_is_still_shown_changed_and_run(
 async def test_a_check_in_series_with_a_looser_stored_rule_can_still_change_other_fields(
     client: httpx.AsyncClient, org: Org, db: Database
 ) -> None:
-    manager = await create_employee(client, org, email="maya@acme.test", name="Maya")
-    report = await create_employee(client, org, email="bo@acme.test", name="Bo")
-    body = {
-        "manager_id": manager["id"],
-        "employee_id": report["id"],
-        "rrule": "FREQ=WEEKLY;BYHOUR=10;BYMINUTE=0",
-        "timezone": BERLIN,
-        "starts_at": (datetime.now(UTC) + timedelta(days=2)).isoformat(),
-    }
-    created = await client.post("/v1/checkins", json=body, headers=org.admin)
+    _, created = await _weekly_series(client, org)
     series_id = created.json()["id"]
     async with db.sessionmaker() as session, session.begin():
         await session.execute(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -30,33 +32,44 @@ class _Seen(logging.Handler):
             self.events[record.getMessage()].set()
 
 
-async def test_worker_waits_for_migrations_then_starts(backend: str, tmp_path: Path) -> None:
-    """A deploy may start workers before `pulse migrate` finishes: they wait, doing
-    nothing, and start once the schema is there."""
-    seen = _Seen("worker waiting for migrations", "worker started")
+@contextlib.asynccontextmanager
+async def _running_worker(url: str, settings: Settings, *messages: str) -> AsyncIterator[_Seen]:
+    """``pulse worker``'s loop on ``url``, with an event per log message to wait for;
+    stopped, and its engine disposed, when the block ends."""
+    seen = _Seen(*messages)
     logger = logging.getLogger("pulse.worker")
     logger.addHandler(seen)
     previous_level = logger.level
     logger.setLevel(logging.INFO)
+    db = Database.from_url(url)
+    assert db.engine is not None
+    loop = asyncio.create_task(worker.run_forever(db, settings))
+    try:
+        async with asyncio.timeout(30):
+            yield seen
+    finally:
+        loop.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await loop
+        await db.engine.dispose()
+        logger.removeHandler(seen)
+        logger.setLevel(previous_level)
+
+
+WAITING, STARTED = "worker waiting for migrations", "worker started"
+
+
+async def test_worker_waits_for_migrations_then_starts(backend: str, tmp_path: Path) -> None:
+    """A deploy may start workers before `pulse migrate` finishes: they wait, doing
+    nothing, and start once the schema is there."""
     with empty_database(backend, tmp_path) as url:
         in_thread(lambda: migrations.upgrade(url, "0006"))
         settings = make_settings(url, worker_interval_seconds=0.05)
-        db = Database.from_url(url)
-        assert db.engine is not None
-        loop = asyncio.create_task(worker.run_forever(db, settings))
-        try:
-            async with asyncio.timeout(30):
-                await seen.events["worker waiting for migrations"].wait()
-                assert not seen.events["worker started"].is_set()
-                await asyncio.to_thread(migrations.upgrade, url)
-                await seen.events["worker started"].wait()
-        finally:
-            loop.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await loop
-            await db.engine.dispose()
-            logger.removeHandler(seen)
-            logger.setLevel(previous_level)
+        async with _running_worker(url, settings, WAITING, STARTED) as seen:
+            await seen.events[WAITING].wait()
+            assert not seen.events[STARTED].is_set()
+            await asyncio.to_thread(migrations.upgrade, url)
+            await seen.events[STARTED].wait()
 
 
 async def test_worker_that_cannot_check_migrations_waits_instead_of_dying(
@@ -64,11 +77,6 @@ async def test_worker_that_cannot_check_migrations_waits_instead_of_dying(
 ) -> None:
     """The migration holds SQLite's write lock, or the database is not up yet: the
     check fails, and the worker must keep waiting, not end."""
-    seen = _Seen("worker waiting for migrations", "worker started")
-    logger = logging.getLogger("pulse.worker")
-    logger.addHandler(seen)
-    previous_level = logger.level
-    logger.setLevel(logging.INFO)
     failures = iter([OSError("database is locked")])
     real = worker.migrations_pending
 
@@ -80,22 +88,10 @@ async def test_worker_that_cannot_check_migrations_waits_instead_of_dying(
     monkeypatch.setattr(worker, "migrations_pending", flaky)
     with empty_database(backend, tmp_path) as url:
         in_thread(lambda: migrations.upgrade(url))
-        db = Database.from_url(url)
-        assert db.engine is not None
-        loop = asyncio.create_task(
-            worker.run_forever(db, make_settings(url, worker_interval_seconds=0.05))
-        )
-        try:
-            async with asyncio.timeout(30):
-                await seen.events["worker started"].wait()
-            assert seen.events["worker waiting for migrations"].is_set()
-        finally:
-            loop.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await loop
-            await db.engine.dispose()
-            logger.removeHandler(seen)
-            logger.setLevel(previous_level)
+        settings = make_settings(url, worker_interval_seconds=0.05)
+        async with _running_worker(url, settings, WAITING, STARTED) as seen:
+            await seen.events[STARTED].wait()
+            assert seen.events[WAITING].is_set()
 
 
 async def test_a_database_newer_than_the_code_is_named_as_such(
