@@ -39,12 +39,16 @@ def _naive_local(at: datetime, timezone: str) -> datetime:
     return at.astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
 
 
+def _rule_text(text: str) -> str:
+    """The rule's parts, without surrounding space or an ``RRULE:`` prefix."""
+    cleaned = text.strip()
+    return cleaned[6:] if cleaned.upper().startswith("RRULE:") else cleaned
+
+
 def parse_rule(text: str, starts_at: datetime, timezone: str) -> rrule:
     """The rule anchored at ``starts_at`` in local time; ValueError with a readable
     reason for a rule we will not run."""
-    cleaned = text.strip()
-    if cleaned.upper().startswith("RRULE:"):
-        cleaned = cleaned[6:]
+    cleaned = _rule_text(text)
     if not cleaned or "\n" in cleaned or "DTSTART" in cleaned.upper():
         raise ValueError("give one RRULE line without DTSTART, e.g. FREQ=WEEKLY;BYDAY=MO;BYHOUR=9")
     try:
@@ -200,8 +204,7 @@ def check_rule(text: str, starts_at: datetime, timezone: str) -> datetime:
     a schedule that never fires (BYMONTHDAY=30 in February, COUNT=0, BYSETPOS=2 on a
     one-a-day rule) is a mistake to report when it is written, not a survey that
     silently never opens. Returns the first occurrence."""
-    cleaned = text.strip()
-    _check_rfc_ranges(cleaned[6:] if cleaned.upper().startswith("RRULE:") else cleaned)
+    _check_rfc_ranges(_rule_text(text))
     rule = parse_rule(text, starts_at, timezone)
     try:
         first = _first_occurrence(rule, _naive_local(starts_at, timezone))
